@@ -1,1 +1,40 @@
+"""OAuth 2.0 bearer auth for requests and httpx with EmpowerID's refresh grant.
+
+Example:
+    >>> import httpx
+    >>> from eid_auth import EmpowerIDAuth
+    >>> auth = EmpowerIDAuth(
+    ...     server="https://eid.example.com",
+    ...     client_id="my-app", client_secret="s3cret", refresh_token="rt-123",
+    ... )
+    >>> client = httpx.Client(auth=auth)  # also requests.Session().auth = auth
+"""
+
+from ._auth import EmpowerIDAuth
+from ._exceptions import (
+    ConfigurationError,
+    EmpowerIDAuthError,
+    InvalidClientError,
+    InvalidGrantError,
+    InvalidTokenResponseError,
+    MissingRefreshTokenError,
+    TokenEndpointError,
+    TokenEndpointUnavailableError,
+)
+from ._token import Token
+
 __version__ = "0.1.0.dev0"
+
+__all__ = [
+    "ConfigurationError",
+    "EmpowerIDAuth",
+    "EmpowerIDAuthError",
+    "InvalidClientError",
+    "InvalidGrantError",
+    "InvalidTokenResponseError",
+    "MissingRefreshTokenError",
+    "Token",
+    "TokenEndpointError",
+    "TokenEndpointUnavailableError",
+    "__version__",
+]

@@ -1,0 +1,228 @@
+"""Refresh coordination: one refresh grant per expiry, for threads and tasks alike.
+
+The current token lives in one immutable ``_State`` that is swapped whole, so
+the hot path (a token that is still fresh) is a single attribute read with no
+lock. When a token needs replacing, the first caller starts a ``_Flight`` and
+every other caller, thread or asyncio task, waits for that flight instead of
+sending a refresh grant of its own.
+
+A flight always runs the token request on a thread: the leader's own thread
+for synchronous callers, a new daemon thread for asyncio callers. So a flight
+never needs an event loop to finish, a cancelled task cannot abandon a refresh
+half-way (losing a rotated refresh token), and a synchronous caller blocking an
+event loop's thread cannot deadlock with a task of that loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ._exceptions import MissingRefreshTokenError, TokenEndpointUnavailableError
+from ._token import Token
+from ._token_endpoint import Adapter, TokenEndpoint
+
+__all__ = ["RefreshCoordinator"]
+
+logger = logging.getLogger("eid_auth")
+
+
+@dataclass(frozen=True)
+class _State:
+    token: Token | None
+    refresh_token: str | None
+    # When to refresh proactively: None = never (expiry unknown, or nothing to
+    # refresh with); -inf = now (no access token yet).
+    refresh_at: float | None
+
+    def is_fresh(self, now: float) -> bool:
+        return self.token is not None and (self.refresh_at is None or now < self.refresh_at)
+
+
+def _make_state(token: Token | None, refresh_token: str | None, leeway: float) -> _State:
+    if token is None:
+        return _State(None, refresh_token, float("-inf"))
+    if token.expires_at is None or refresh_token is None:
+        return _State(token, refresh_token, None)
+    window = leeway
+    lifetime = _lifetime(token)
+    if lifetime is not None:
+        # Never refresh earlier than half-way: 60 s tokens with a 60 s leeway
+        # would otherwise be refreshed on every request.
+        window = min(leeway, lifetime / 2)
+    return _State(token, refresh_token, token.expires_at - window)
+
+
+def _lifetime(token: Token) -> float | None:
+    value = token.raw.get("expires_in")
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None
+    try:
+        lifetime = float(value)  # validated already when the token was issued
+    except ValueError:
+        return None
+    return lifetime if lifetime > 0 else None
+
+
+class _Flight:
+    """One refresh in progress, and everyone waiting for its outcome."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self._token: Token | None = None
+        self._error: BaseException | None = None
+        self._async_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+
+    def finish(self, token: Token | None, error: BaseException | None) -> None:
+        with self._lock:
+            self._token, self._error = token, error
+            self._done.set()
+            waiters, self._async_waiters = self._async_waiters, []
+        for loop, future in waiters:
+            # A closed loop has nobody waiting any more.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_resolve, future)
+
+    def wait(self, timeout: float) -> Token:
+        if not self._done.wait(timeout):
+            raise TokenEndpointUnavailableError(
+                f"gave up after {timeout:.0f}s waiting for another thread's token refresh",
+                status_code=None,
+                attempts=0,
+            )
+        return self._outcome()
+
+    async def wait_async(self) -> Token:
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            future = None if self._done.is_set() else loop.create_future()
+            if future is not None:
+                self._async_waiters.append((loop, future))
+        if future is not None:
+            # Cancelling this waiter leaves the flight running for the others.
+            await future
+        return self._outcome()
+
+    def _outcome(self) -> Token:
+        if self._error is not None:
+            raise self._error.with_traceback(None)
+        assert self._token is not None
+        return self._token
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+class RefreshCoordinator:
+    """Holds the current token and makes sure one refresh runs at a time."""
+
+    def __init__(
+        self,
+        *,
+        endpoint: TokenEndpoint,
+        token: Token | None,
+        refresh_token: str | None,
+        leeway: float,
+        on_refresh: Callable[[Token], object] | None,
+    ) -> None:
+        self._endpoint = endpoint
+        self._leeway = leeway
+        self._on_refresh = on_refresh
+        self._lock = threading.Lock()
+        self._flight: _Flight | None = None
+        self._state = _make_state(token, refresh_token, leeway)
+
+    @property
+    def token(self) -> Token | None:
+        return self._state.token
+
+    @property
+    def can_refresh(self) -> bool:
+        return self._state.refresh_token is not None
+
+    # -- synchronous callers ------------------------------------------------
+
+    def token_for_request(self, adapter: Adapter) -> Token:
+        """The token to send now, refreshed first if it is missing or expiring."""
+        state = self._state
+        if state.is_fresh(time.time()):
+            assert state.token is not None
+            return state.token
+        return self.replace(state.token, adapter)
+
+    def replace(self, stale: Token | None, adapter: Adapter) -> Token:
+        """A token newer than ``stale``: someone else's, or a refresh of our own."""
+        flight, leader = self._join_or_lead(stale)
+        if isinstance(flight, Token):
+            return flight
+        if leader:
+            self._run(flight, adapter)
+        return flight.wait(self._endpoint.longest_refresh)
+
+    # -- asyncio callers ----------------------------------------------------
+
+    async def token_for_request_async(self) -> Token:
+        state = self._state
+        if state.is_fresh(time.time()):
+            assert state.token is not None
+            return state.token
+        return await self.replace_async(state.token)
+
+    async def replace_async(self, stale: Token | None) -> Token:
+        flight, leader = self._join_or_lead(stale)
+        if isinstance(flight, Token):
+            return flight
+        if leader:
+            threading.Thread(
+                target=self._run, args=(flight, "httpx"), name="eid_auth-refresh", daemon=True
+            ).start()
+        return await flight.wait_async()
+
+    # -- the flight -----------------------------------------------------------
+
+    def _join_or_lead(self, stale: Token | None) -> tuple[_Flight | Token, bool]:
+        with self._lock:
+            state = self._state
+            if state.token is not stale and state.is_fresh(time.time()):
+                assert state.token is not None
+                return state.token, False  # already replaced by someone else
+            if self._flight is not None:
+                return self._flight, False
+            if state.refresh_token is None:
+                raise MissingRefreshTokenError(
+                    "the access token needs replacing but there is no refresh token; "
+                    "give EmpowerIDAuth a refresh_token (or a token= that has one)"
+                )
+            self._flight = _Flight()
+            return self._flight, True
+
+    def _run(self, flight: _Flight, adapter: Adapter) -> None:
+        # Read under no lock: only the flight's leader changes the refresh token.
+        refresh_token = self._state.refresh_token
+        assert refresh_token is not None
+        token: Token | None = None
+        error: BaseException | None = None
+        try:
+            logger.debug("refreshing the access token at %s", self._endpoint.url)
+            token = self._endpoint.refresh(refresh_token, adapter)
+        except BaseException as exc:
+            error = exc
+            logger.warning("token refresh failed: %s", exc)
+        with self._lock:
+            if token is not None:
+                self._state = _make_state(token, token.refresh_token, self._leeway)
+            self._flight = None
+        if token is not None and self._on_refresh is not None:
+            try:
+                self._on_refresh(token)
+            except Exception:
+                logger.exception("the on_refresh callback raised; the new token is kept")
+        flight.finish(token, error)

@@ -1,0 +1,83 @@
+"""The requests side: an ``AuthBase`` that signs, and a response hook that answers 401.
+
+The 401 handling follows ``requests.auth.HTTPDigestAuth``: the hook re-sends a
+copy of the request through the same adapter, which dispatches no hooks, so
+the re-sent request cannot trigger another retry.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import requests
+from requests.cookies import extract_cookies_to_jar
+from requests.utils import rewind_body
+
+from ._bearer import carried, sign
+from ._refresh import RefreshCoordinator
+from ._token import Token
+
+__all__ = ["RequestsAdapter"]
+
+
+def _replayable(request: requests.PreparedRequest) -> bool:
+    body = request.body
+    if body is None or isinstance(body, (bytes, str)):
+        return True
+    # requests records where a seekable body started; generators have no position.
+    return isinstance(getattr(request, "_body_position", None), int)
+
+
+class RequestsAdapter(requests.auth.AuthBase):
+    """``requests.auth.AuthBase`` behaviour of ``EmpowerIDAuth``."""
+
+    _coordinator: RefreshCoordinator
+    _api_key: str | None
+
+    def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
+        token = self._coordinator.token_for_request("requests")
+        sign(r.headers, token, self._api_key)
+        r.hooks["response"].append(_RetryOn401(self, token))
+        return r
+
+
+class _RetryOn401:
+    """The response hook of one request: at most one refresh-and-resend."""
+
+    def __init__(self, auth: RequestsAdapter, token: Token) -> None:
+        self._auth = auth
+        self._token = token
+        # Copies of the request (redirects) share this hook; one retry in all.
+        self._spent = False
+
+    def __call__(self, r: requests.Response, **kwargs: Any) -> requests.Response:
+        request = r.request
+        coordinator = self._auth._coordinator
+        if (
+            r.status_code != 401
+            or self._spent
+            or not carried(request.headers, self._token)
+            or not _replayable(request)
+            or (not coordinator.can_refresh and coordinator.token is self._token)
+        ):
+            return r
+        self._spent = True
+        # Free the pooled connection before waiting for a refresh.
+        _ = r.content
+        r.close()
+        token = coordinator.replace(self._token, "requests")
+
+        retry = request.copy()
+        sign(retry.headers, token, self._auth._api_key)
+        # Redirects are built from the original request: give it the new token too.
+        sign(request.headers, token, self._auth._api_key)
+        if retry.body is not None and not isinstance(retry.body, (bytes, str)):
+            rewind_body(retry)
+        cookies = getattr(retry, "_cookies", None)
+        if cookies is not None:
+            extract_cookies_to_jar(cookies, request, r.raw)  # type: ignore[no-untyped-call]
+            retry.prepare_cookies(cookies)
+        response: requests.Response = r.connection.send(retry, **kwargs)
+        response.history.append(r)
+        response.request = retry
+        return response

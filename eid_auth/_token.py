@@ -1,0 +1,215 @@
+"""The token model: an immutable ``Token`` and the validation of token responses."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from ._exceptions import ConfigurationError, InvalidTokenResponseError
+
+__all__ = ["Token"]
+
+# Beyond ~30 years an ``expires_in`` is a unit mistake, not a lifetime.
+_MAX_EXPIRES_IN = 1_000_000_000
+
+
+def _mask(value: str | None) -> str:
+    return "None" if value is None else "'***'"
+
+
+@dataclass(frozen=True, eq=True)
+class Token:
+    """An OAuth 2.0 token as the token endpoint issued it. Immutable.
+
+    ``repr()`` and ``str()`` never show ``access_token``, ``refresh_token`` or
+    ``id_token``. Use ``to_dict()`` / ``Token.from_dict()`` to persist a token
+    as JSON.
+
+    Attributes:
+        access_token: the bearer token sent in ``Authorization``.
+        token_type: always ``"Bearer"``.
+        expires_at: expiry as a Unix timestamp, or ``None`` when the server did
+            not say (the token is then used until the API answers 401).
+        refresh_token: the refresh token to use next, or ``None``.
+        id_token: the OpenID Connect ID token (only with the ``openid`` scope).
+        scope: the granted scope, when the server said.
+        id: EmpowerID's GUID of the person the token belongs to.
+        raw: every field of the token endpoint's answer, unknown ones too.
+
+    Example:
+        >>> token = Token(access_token="at", refresh_token="rt", expires_at=2e9)
+        >>> token
+        Token(token_type='Bearer', expires_at=2000000000.0, scope=None, id=None, access_token='***', refresh_token='***', id_token=None)
+        >>> Token.from_dict(token.to_dict()) == token
+        True
+    """  # noqa: E501
+
+    access_token: str
+    token_type: str = "Bearer"
+    expires_at: float | None = None
+    refresh_token: str | None = None
+    id_token: str | None = None
+    scope: str | None = None
+    id: str | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.access_token, str) or not self.access_token:
+            raise ConfigurationError("Token.access_token must be a non-empty string")
+        if self.token_type.lower() != "bearer":
+            raise ConfigurationError(f"Token.token_type must be 'Bearer', not {self.token_type!r}")
+        if self.expires_at is not None and (
+            isinstance(self.expires_at, bool)
+            or not isinstance(self.expires_at, (int, float))
+            or not math.isfinite(self.expires_at)
+        ):
+            raise ConfigurationError("Token.expires_at must be a Unix timestamp or None")
+        for name in ("refresh_token", "id_token", "scope", "id"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise ConfigurationError(f"Token.{name} must be a string or None")
+        # A read-only copy: the caller's dict cannot change a frozen token.
+        object.__setattr__(self, "raw", MappingProxyType(dict(self.raw)))
+
+    def __repr__(self) -> str:
+        return (
+            f"Token(token_type={self.token_type!r}, expires_at={self.expires_at!r}, "
+            f"scope={self.scope!r}, id={self.id!r}, "
+            f"access_token={_mask(self.access_token)}, "
+            f"refresh_token={_mask(self.refresh_token)}, id_token={_mask(self.id_token)})"
+        )
+
+    __str__ = __repr__
+
+    def expires_in(self, now: float | None = None) -> float | None:
+        """Seconds left before expiry (negative once expired), or None if unknown."""
+        if self.expires_at is None:
+            return None
+        return self.expires_at - (time.time() if now is None else now)
+
+    def is_expired(self, leeway: float = 0.0, now: float | None = None) -> bool:
+        """True when the token expires within ``leeway`` seconds; never for unknown expiry."""
+        left = self.expires_in(now)
+        return left is not None and left <= leeway
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict that ``Token.from_dict`` turns back into this token."""
+        return {
+            "access_token": self.access_token,
+            "token_type": self.token_type,
+            "expires_at": self.expires_at,
+            "refresh_token": self.refresh_token,
+            "id_token": self.id_token,
+            "scope": self.scope,
+            "id": self.id,
+            "raw": dict(self.raw),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Token:
+        """Rebuild a token saved with ``to_dict()``.
+
+        Raises:
+            ConfigurationError: when ``data`` is not a saved token.
+        """
+        if not isinstance(data, Mapping):
+            raise ConfigurationError("a saved token must be a dict made by Token.to_dict()")
+        if "access_token" not in data:
+            raise ConfigurationError("the saved token has no 'access_token'")
+        raw = data.get("raw") or {}
+        if not isinstance(raw, Mapping):
+            raise ConfigurationError("the saved token's 'raw' must be a dict")
+        return cls(
+            access_token=data["access_token"],
+            token_type=data.get("token_type") or "Bearer",
+            expires_at=data.get("expires_at"),
+            refresh_token=data.get("refresh_token"),
+            id_token=data.get("id_token"),
+            scope=data.get("scope"),
+            id=data.get("id"),
+            raw=raw,
+        )
+
+    @classmethod
+    def from_response(
+        cls,
+        body: Any,
+        *,
+        requested_at: float,
+        previous_refresh_token: str | None = None,
+    ) -> Token:
+        """Validate a token endpoint's JSON answer and build a token from it.
+
+        Args:
+            body: the decoded JSON body of a successful (2xx) answer.
+            requested_at: when the token request was sent; ``expires_at`` counts
+                from here because servers round the issue time down.
+            previous_refresh_token: kept when the answer carries no new one
+                (RFC 6749 section 6).
+
+        Raises:
+            InvalidTokenResponseError: when ``body`` is not a valid token response.
+        """
+        if not isinstance(body, Mapping):
+            raise InvalidTokenResponseError(
+                f"the token endpoint answered a JSON {type(body).__name__}, not an object"
+            )
+        access_token = body.get("access_token")
+        if not isinstance(access_token, str) or not access_token:
+            raise InvalidTokenResponseError(
+                "the token endpoint's answer has no access_token (or it is not a string)"
+            )
+        token_type = body.get("token_type", "Bearer")
+        # RFC 6749 says token_type is case-insensitive; absent is taken as Bearer.
+        if not isinstance(token_type, str) or token_type.lower() != "bearer":
+            raise InvalidTokenResponseError(
+                f"the token endpoint issued token_type {token_type!r}; only Bearer is supported"
+            )
+        expires_at = None
+        if body.get("expires_in") is not None:
+            expires_at = requested_at + _parse_expires_in(body["expires_in"])
+        refresh_token = body.get("refresh_token")
+        if refresh_token is None or refresh_token == "":
+            refresh_token = previous_refresh_token
+        elif not isinstance(refresh_token, str):
+            raise InvalidTokenResponseError("the token endpoint's refresh_token is not a string")
+        optional: dict[str, str | None] = {}
+        for name in ("id_token", "scope", "id"):
+            value = body.get(name)
+            if value is not None and not isinstance(value, str):
+                raise InvalidTokenResponseError(
+                    f"the token endpoint's {name} is a {type(value).__name__}, not a string"
+                )
+            optional[name] = value or None
+        return cls(
+            access_token=access_token,
+            token_type="Bearer",
+            expires_at=expires_at,
+            refresh_token=refresh_token,
+            raw=body,
+            **optional,
+        )
+
+
+def _parse_expires_in(value: Any) -> float:
+    # Some servers send the number as a string; accept "3600", reject "soon".
+    if isinstance(value, bool):
+        number = math.nan
+    elif isinstance(value, (int, float)):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            number = math.nan
+    else:
+        number = math.nan
+    if not math.isfinite(number) or number <= 0 or number > _MAX_EXPIRES_IN:
+        raise InvalidTokenResponseError(
+            f"the token endpoint's expires_in {value!r} is not a positive number of seconds"
+        )
+    return number

@@ -1,0 +1,315 @@
+"""The token endpoint client: EmpowerID's refresh grant, sent with bounded retries.
+
+authlib prepares the request (grant parameters, client authentication); this
+module sends it through a ``requests.Session`` or an ``httpx.Client`` and turns
+the answer into a ``Token`` or an error. It is synchronous on purpose: refreshes
+run on a thread of their own, so no event loop is ever needed to finish one.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import random
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import httpx
+import requests
+from authlib.oauth2.auth import ClientAuth
+from authlib.oauth2.rfc6749.parameters import prepare_token_request
+
+from ._exceptions import (
+    InvalidClientError,
+    InvalidGrantError,
+    InvalidTokenResponseError,
+    TokenEndpointError,
+    TokenEndpointUnavailableError,
+    redact,
+)
+from ._token import Token
+
+__all__ = ["ClientAuthMethod", "HTTPClient", "TokenEndpoint"]
+
+logger = logging.getLogger("eid_auth")
+
+ClientAuthMethod = Literal["client_secret_post", "client_secret_basic"]
+HTTPClient = requests.Session | httpx.Client
+Adapter = Literal["requests", "httpx"]
+
+API_KEY_HEADER = "X-EmpowerID-API-Key"
+
+# A Retry-After longer than this is not waited out: the caller gets an error now.
+_MAX_RETRY_AFTER = 30.0
+
+
+@dataclass(frozen=True)
+class TokenRequest:
+    """A token request as plain values: what goes on the wire."""
+
+    url: str
+    headers: dict[str, str]
+    body: str
+
+
+class _Transient(Exception):
+    """One failed attempt that a retry may fix."""
+
+    def __init__(
+        self, reason: str, status_code: int | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status_code = status_code
+        self.retry_after = retry_after
+
+
+class _NoAuth(requests.auth.AuthBase):
+    # Keeps a session's own ``auth`` and netrc from touching the token request.
+    def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
+        return r
+
+
+class TokenEndpoint:
+    """Sends EmpowerID's refresh grant and parses its answer."""
+
+    def __init__(
+        self,
+        *,
+        url: str,
+        client_id: str,
+        client_secret: str,
+        client_auth: ClientAuthMethod,
+        scope: str | None,
+        api_key: str | None,
+        timeout: float,
+        max_retries: int,
+        backoff_factor: float,
+        token_client: HTTPClient | None,
+    ) -> None:
+        self.url = url
+        self.client_id = client_id
+        self._client_auth = ClientAuth(client_id, client_secret, client_auth)
+        self._client_secret = client_secret
+        self.scope = scope
+        self._api_key = api_key
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.backoff_factor = backoff_factor
+        self._token_client = token_client
+        self._own_clients: dict[Adapter, HTTPClient] = {}
+        self._clients_lock = threading.Lock()
+
+    @property
+    def longest_refresh(self) -> float:
+        """An upper bound on how long ``refresh()`` can take, for waiters' timeouts."""
+        attempts = self.max_retries + 1
+        waits = sum(max(self._backoff(i), _MAX_RETRY_AFTER) for i in range(self.max_retries))
+        # httpx applies its timeout per phase (connect, write, read), hence the 4.
+        return attempts * self.timeout * 4 + waits + 5.0
+
+    def build_refresh_request(self, refresh_token: str) -> TokenRequest:
+        """Prepare the refresh grant: form body plus client authentication (authlib)."""
+        params: dict[str, str] = {"refresh_token": refresh_token}
+        if self.scope:
+            params["scope"] = self.scope
+        body = prepare_token_request("refresh_token", **params)
+        headers = {
+            "Content-Type": "application/x-www-form-urlencoded",
+            "Accept": "application/json",
+            "Cache-Control": "no-cache",
+        }
+        if self._api_key is not None:
+            headers[API_KEY_HEADER] = self._api_key
+        url, headers, body = self._client_auth.prepare("POST", self.url, headers, body)
+        return TokenRequest(url=url, headers=headers, body=body)
+
+    def refresh(self, refresh_token: str, adapter: Adapter) -> Token:
+        """Run the refresh grant, retrying transient failures with backoff.
+
+        Args:
+            refresh_token: the newest refresh token known.
+            adapter: which library's client to use when the user gave none.
+
+        Raises:
+            TokenEndpointError: the server refused (``InvalidGrantError`` and
+                ``InvalidClientError`` among them); never retried.
+            InvalidTokenResponseError: a 2xx answer that is not a token.
+            TokenEndpointUnavailableError: every attempt failed transiently.
+        """
+        request = self.build_refresh_request(refresh_token)
+        client = self._client_for(adapter)
+        secrets = (refresh_token, self._client_secret, self._api_key)
+        attempts = self.max_retries + 1
+        for attempt in range(1, attempts + 1):
+            requested_at = time.time()
+            try:
+                status, headers, content = self._send(client, request)
+                return self._parse(status, headers, content, requested_at, refresh_token, secrets)
+            except _Transient as failure:
+                if attempt == attempts:
+                    raise TokenEndpointUnavailableError(
+                        f"token endpoint {self.url} failed {attempts} time(s); last: "
+                        f"{failure.reason}. Check that the server is up and reachable, "
+                        "then retry.",
+                        status_code=failure.status_code,
+                        attempts=attempt,
+                    ) from None
+                delay = self._backoff(attempt - 1)
+                if failure.retry_after is not None:
+                    if failure.retry_after > _MAX_RETRY_AFTER:
+                        raise TokenEndpointUnavailableError(
+                            f"token endpoint {self.url} answered {failure.reason} and asked "
+                            f"to retry after {failure.retry_after:.0f}s; not waiting that long",
+                            status_code=failure.status_code,
+                            attempts=attempt,
+                        ) from None
+                    delay = max(delay, failure.retry_after)
+                logger.warning(
+                    "token request failed (%s); retry %d of %d in %.2fs",
+                    failure.reason,
+                    attempt,
+                    self.max_retries,
+                    delay,
+                )
+                time.sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def close(self) -> None:
+        """Close the HTTP clients this endpoint created (never the user's)."""
+        with self._clients_lock:
+            clients, self._own_clients = list(self._own_clients.values()), {}
+        for client in clients:
+            client.close()
+
+    def _backoff(self, retry: int) -> float:
+        # Exponential backoff with jitter, so a fleet does not retry in lockstep.
+        return self.backoff_factor * (2.0**retry) * random.uniform(0.5, 1.0)  # noqa: S311
+
+    def _client_for(self, adapter: Adapter) -> HTTPClient:
+        if self._token_client is not None:
+            return self._token_client
+        with self._clients_lock:
+            client = self._own_clients.get(adapter)
+            if client is None:
+                # Same library as the caller, so its environment settings
+                # (proxies, CA bundles) apply the way the user expects.
+                client = requests.Session() if adapter == "requests" else httpx.Client()
+                self._own_clients[adapter] = client
+            return client
+
+    def _send(self, client: HTTPClient, request: TokenRequest) -> tuple[int, Any, bytes]:
+        try:
+            if isinstance(client, requests.Session):
+                r = client.post(
+                    request.url,
+                    data=request.body.encode(),
+                    headers=request.headers,
+                    timeout=self.timeout,
+                    allow_redirects=False,
+                    auth=_NoAuth(),
+                )
+                return r.status_code, r.headers, r.content
+            response = client.post(
+                request.url,
+                content=request.body.encode(),
+                headers=request.headers,
+                timeout=self.timeout,
+                follow_redirects=False,
+                auth=httpx.Auth(),  # the base class adds nothing: no client auth, no netrc
+            )
+        except (requests.ConnectionError, requests.Timeout, httpx.TransportError) as exc:
+            raise _Transient(f"{type(exc).__name__} (no answer)") from None
+        return response.status_code, response.headers, response.content
+
+    def _parse(
+        self,
+        status: int,
+        headers: Any,
+        content: bytes,
+        requested_at: float,
+        refresh_token: str,
+        secrets: tuple[str | None, ...],
+    ) -> Token:
+        if status == 429 or status >= 500:
+            raise _Transient(
+                f"HTTP {status}",
+                status_code=status,
+                retry_after=_parse_retry_after(headers.get("Retry-After")),
+            )
+        try:
+            body = json.loads(content)
+        except ValueError:
+            body = None
+        error = body.get("error") if isinstance(body, dict) else None
+        if 200 <= status < 300 and not error:
+            if body is None:
+                raise InvalidTokenResponseError(
+                    f"token endpoint {self.url} answered HTTP {status} with a body that is "
+                    "not JSON; is token_endpoint the right URL?"
+                )
+            token = Token.from_response(
+                body, requested_at=requested_at, previous_refresh_token=refresh_token
+            )
+            logger.info(
+                "access token refreshed at %s; expires in %s",
+                self.url,
+                "an unknown time" if token.expires_at is None else f"{token.expires_in():.0f}s",
+            )
+            return token
+        raise _token_endpoint_error(self.url, status, body, content, secrets)
+
+
+def _token_endpoint_error(
+    url: str, status: int, body: Any, content: bytes, secrets: tuple[str | None, ...]
+) -> TokenEndpointError:
+    error = description = None
+    if isinstance(body, dict):
+        raw_error, raw_description = body.get("error"), body.get("error_description")
+        error = redact(str(raw_error), secrets) if raw_error else None
+        if raw_description and raw_description != "null":
+            description = redact(str(raw_description), secrets)[:500]
+    detail = description or redact(content[:200].decode("utf-8", "replace"), secrets)
+    if error == "invalid_grant":
+        return InvalidGrantError(
+            f"the refresh token was rejected (invalid_grant: {detail}); it is expired, "
+            "revoked or was already used: the user must sign in again",
+            error=error,
+            error_description=description,
+            status_code=status,
+        )
+    if error == "invalid_client":
+        return InvalidClientError(
+            f"token endpoint {url} rejected the client credentials (invalid_client: "
+            f"{detail}); check client_id, client_secret and client_auth",
+            error=error,
+            error_description=description,
+            status_code=status,
+        )
+    code = error or "no OAuth error code"
+    return TokenEndpointError(
+        f"token endpoint {url} answered HTTP {status} ({code}: {detail})",
+        error=error,
+        error_description=description,
+        status_code=status,
+    )
+
+
+def _parse_retry_after(value: str | None) -> float | None:
+    # Retry-After is either delta-seconds or an HTTP date (RFC 9110 section 10.2.3).
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        pass
+    else:
+        return max(0.0, seconds) if seconds == seconds else None
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
