@@ -120,7 +120,8 @@ class Token:
             raise ConfigurationError("a saved token must be a dict made by Token.to_dict()")
         if "access_token" not in data:
             raise ConfigurationError("the saved token has no 'access_token'")
-        raw = data.get("raw") or {}
+        raw = data.get("raw")
+        raw = {} if raw is None else raw
         if not isinstance(raw, Mapping):
             raise ConfigurationError("the saved token's 'raw' must be a dict")
         return cls(
