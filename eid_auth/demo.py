@@ -38,12 +38,17 @@ def main() -> None:
         print(f"[{time.monotonic() - started:5.1f}s] {text}", flush=True)
 
     with EmpowerIDTestServer(access_token_lifetime=LIFETIME) as server:
-        say(f"EmpowerID test server at {server.url} (tokens live {LIFETIME}s, refresh tokens rotate)")
+        say(
+            f"EmpowerID test server at {server.url} "
+            f"(tokens live {LIFETIME}s, refresh tokens rotate)"
+        )
 
         def on_refresh(token: Token) -> None:
             say(
-                f"  refresh grant #{server.refresh_grants}: access token {_fingerprint(token.access_token)}, "
-                f"refresh token {_fingerprint(token.refresh_token)}, expires in {token.expires_in():.1f}s"
+                f"  refresh grant #{server.refresh_grants}: "
+                f"access token {_fingerprint(token.access_token)}, "
+                f"refresh token {_fingerprint(token.refresh_token)}, "
+                f"expires in {token.expires_in():.1f}s"
             )
 
         auth = EmpowerIDAuth(
@@ -78,24 +83,35 @@ def main() -> None:
         auth.refresh()
         server.expire_access_tokens()
         response = session.post(server.api_url("/api/orders"), json={"item": 42}, timeout=10)
-        say(f"  POST /api/orders -> {response.status_code} (history: {[r.status_code for r in response.history]})")
+        say(
+            f"  POST /api/orders -> {response.status_code} "
+            f"(history: {[r.status_code for r in response.history]})"
+        )
 
-        say("3. the token expires early again; 50 threads and 200 asyncio tasks all get a 401 at once")
+        say(
+            "3. the token expires early again; "
+            "50 threads and 200 asyncio tasks all get a 401 at once"
+        )
         server.expire_access_tokens()
         before = server.refresh_grants
         with ThreadPoolExecutor(51) as pool:
             tasks = pool.submit(asyncio.run, _many_async_gets(auth, url, 200))
-            threads = [pool.submit(lambda: session.get(url, timeout=30).status_code) for _ in range(50)]
+            threads = [
+                pool.submit(lambda: session.get(url, timeout=30).status_code) for _ in range(50)
+            ]
             statuses = [f.result() for f in threads] + tasks.result()
         ok = statuses.count(200)
         say(
             f"  {ok} of {len(statuses)} requests succeeded with "
-            f"{server.refresh_grants - before} refresh grant(s); reused refresh tokens seen by the server: "
-            f"{server.reuse_detected}"
+            f"{server.refresh_grants - before} refresh grant(s); "
+            f"reused refresh tokens seen by the server: {server.reuse_detected}"
         )
         session.close()
         auth.close()
-        say(f"done: {server.refresh_grants} refresh grants in all, {server.reuse_detected} reuse detected")
+        say(
+            f"done: {server.refresh_grants} refresh grants in all, "
+            f"{server.reuse_detected} reuse detected"
+        )
 
 
 async def _async_get(auth: EmpowerIDAuth, url: str) -> int:

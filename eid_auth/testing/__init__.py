@@ -1,0 +1,27 @@
+"""Test helpers: an in-process fake of EmpowerID's OAuth token endpoint and a protected API.
+
+`EmpowerIDTestServer` is a real HTTP server on an ephemeral port of 127.0.0.1, run in a
+background thread, so your client code talks real HTTP (keep-alive, chunked bodies,
+timeouts) without mocks. It uses only the standard library.
+
+Example:
+    >>> import requests
+    >>> from eid_auth.testing import EmpowerIDTestServer, FaultSpec
+    >>> with EmpowerIDTestServer() as server:  # doctest: +SKIP
+    ...     tokens = server.issue_grant(scope="openid profile")
+    ...     server.fail_next(FaultSpec(status=503, retry_after=1))
+    ...     form = {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"],
+    ...             "client_id": "test-client", "client_secret": "test-client-secret"}
+    ...     assert requests.post(server.token_endpoint, data=form).status_code == 503
+    ...     fresh = requests.post(server.token_endpoint, data=form).json()
+    ...     requests.get(server.api_url("/api/whoami"),
+    ...                  headers={"Authorization": f"Bearer {fresh['access_token']}"}).json()["ok"]
+    True
+
+With pytest, the ``empowerid_server`` fixture (from the plugin installed with this package)
+yields a started server with default settings; see `eid_auth.testing.pytest_plugin`.
+"""
+
+from eid_auth.testing._server import EmpowerIDTestServer, FaultSpec, RecordedRequest
+
+__all__ = ["EmpowerIDTestServer", "FaultSpec", "RecordedRequest"]

@@ -1,0 +1,1061 @@
+"""A loopback HTTP server that imitates EmpowerID's OAuth token endpoint and a protected API.
+
+Everything here is standard library only, so users can run it in their own tests without
+extra dependencies. The server runs in a background thread of the test process; all of its
+state sits behind one lock, so tests may inspect and change it while requests are in flight.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import hashlib
+import hmac
+import json
+import secrets
+import socket
+import socketserver
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any, cast
+from urllib.parse import parse_qs, parse_qsl, unquote_plus, urlsplit
+
+__all__ = ["EmpowerIDTestServer", "FaultSpec", "RecordedRequest"]
+
+TOKEN_PATH = "/oauth/v2/token"
+DISCOVERY_PATH = "/oauth/.well-known/openid-configuration"
+API_PREFIX = "/api/"
+API_KEY_HEADER = "X-EmpowerID-API-Key"
+
+# A fault's delay is capped so that a mistyped value cannot hang a test run.
+MAX_FAULT_DELAY = 60.0
+# Request bodies beyond this are refused: a test server has no business buffering more.
+MAX_BODY_BYTES = 16 * 1024 * 1024
+_MAX_LINE = 65536
+
+_JSON_TYPE = "application/json; charset=utf-8"
+_DEFAULT_5XX_BODY = b'{"error":"temporarily_unavailable"}'
+_DEFAULT_MALFORMED_BODY = b'{"access_token": '
+# Names whose values RecordedRequest.__repr__ hides, so failing assertions don't echo secrets.
+_SENSITIVE = frozenset(
+    {
+        "authorization",
+        API_KEY_HEADER.lower(),
+        "client_secret",
+        "refresh_token",
+        "access_token",
+        "code",
+        "password",
+    }
+)
+
+
+def _json_bytes(obj: Mapping[str, Any]) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode("utf-8")
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _same(a: str, b: str) -> bool:
+    return hmac.compare_digest(a.encode("utf-8"), b.encode("utf-8"))
+
+
+@dataclass(frozen=True)
+class FaultSpec:
+    """How the token endpoint misbehaves for one request (see `EmpowerIDTestServer.fail_next`).
+
+    Attributes:
+        status: HTTP status to answer with.
+        body: Exact response body. ``None`` means ``{"error":"temporarily_unavailable"}`` for
+            5xx and 429, a short ``invalid_request`` JSON for other 4xx and, for 2xx/3xx, "serve
+            the request normally after `delay`" (see below).
+        retry_after: When set, sent as the ``Retry-After`` header, in seconds.
+        delay: Seconds to wait before answering (capped at 60, and cut short when the server
+            stops), for client timeout tests.
+        malformed: Answer 200 with a body that is not valid JSON (``body`` if given).
+        close_connection: Close the socket without answering (after `delay`).
+
+    A faulted request is recorded and counted in ``token_requests`` but does not consume or
+    rotate the refresh token. The one exception is a "slow success": a fault whose `status` is
+    below 400 with no `body` and neither `malformed` nor `close_connection` just delays the
+    request, which is then served normally (and so may rotate the refresh token while the
+    client has already timed out, which is exactly what such tests want to provoke).
+
+    Example:
+        >>> server.fail_next(FaultSpec(status=503, retry_after=2))  # doctest: +SKIP
+        >>> server.fail_next(FaultSpec(delay=5.0, close_connection=True))  # doctest: +SKIP
+    """
+
+    status: int = 503
+    body: bytes | None = None
+    retry_after: float | None = None
+    delay: float = 0.0
+    malformed: bool = False
+    close_connection: bool = False
+
+    def __post_init__(self) -> None:
+        if not 100 <= self.status <= 599:
+            raise ValueError(
+                f"FaultSpec.status must be an HTTP status (100-599), not {self.status}"
+            )
+        if self.delay < 0:
+            raise ValueError(f"FaultSpec.delay must be >= 0 seconds, not {self.delay}")
+        if self.retry_after is not None and self.retry_after < 0:
+            raise ValueError(f"FaultSpec.retry_after must be >= 0 seconds, not {self.retry_after}")
+
+    @property
+    def serves_normally(self) -> bool:
+        """True for a "slow success" fault: only delay, then handle the request as usual."""
+        return (
+            self.status < 400
+            and self.body is None
+            and not self.malformed
+            and not self.close_connection
+        )
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """One request as the test server received it.
+
+    Attributes:
+        method: HTTP method, e.g. ``"POST"``.
+        path: Request target including the query string, e.g. ``"/api/items?page=2"``.
+        headers: Header names with case preserved as received; repeated headers are joined
+            with ``", "``. Use `header` for case-insensitive lookup.
+        body: Raw request body (chunked bodies are already de-chunked).
+        form: Parsed body when it was ``application/x-www-form-urlencoded``, else ``{}``.
+        time: ``time.time()`` when the request arrived.
+
+    Example:
+        >>> rec = server.api_requests[-1]  # doctest: +SKIP
+        >>> rec.header("authorization")  # doctest: +SKIP
+        'Bearer at_...'
+    """
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    form: dict[str, str] = field(default_factory=dict)
+    time: float = 0.0
+
+    def header(self, name: str) -> str | None:
+        """Return the value of header `name` (case-insensitive), or None when absent.
+
+        Example:
+            >>> RecordedRequest("GET", "/", {"Accept": "*/*"}, b"").header("accept")
+            '*/*'
+        """
+        wanted = name.lower()
+        for key, value in self.headers.items():
+            if key.lower() == wanted:
+                return value
+        return None
+
+    def __repr__(self) -> str:
+        # Hide credentials: pytest prints reprs of failing assertions into CI logs.
+        headers = {k: ("***" if k.lower() in _SENSITIVE else v) for k, v in self.headers.items()}
+        form = {k: ("***" if k.lower() in _SENSITIVE else v) for k, v in self.form.items()}
+        return (
+            f"RecordedRequest(method={self.method!r}, path={self.path!r}, headers={headers!r}, "
+            f"body=<{len(self.body)} bytes>, form={form!r}, time={self.time!r})"
+        )
+
+
+@dataclass
+class _Grant:
+    """One sign-in: a person, a scope, and the chain of refresh tokens it went through."""
+
+    person_id: str
+    scope: str
+    refresh_token: str
+    used_refresh_tokens: set[str] = field(default_factory=set)
+    access_tokens: set[str] = field(default_factory=set)
+    revoked: bool = False
+
+
+@dataclass
+class _AccessToken:
+    grant: _Grant
+    expires_at: float | None  # time.monotonic() deadline; None = never expires
+    revoked: bool = False
+    expired: bool = False  # set by expire_access_tokens()
+
+
+@dataclass
+class _Answer:
+    """A complete HTTP response; `None` in its place means "close without answering"."""
+
+    status: int
+    body: bytes
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    content_type: str = _JSON_TYPE
+
+    @classmethod
+    def json(cls, status: int, obj: Mapping[str, Any], *headers: tuple[str, str]) -> _Answer:
+        return cls(status, _json_bytes(obj), list(headers))
+
+
+class _BadRequestBody(Exception):
+    def __init__(self, status: int, description: str) -> None:
+        super().__init__(description)
+        self.status = status
+        self.description = description
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    """ThreadingHTTPServer that can cut its open keep-alive connections on shutdown."""
+
+    daemon_threads = True
+    # Tests open a hundred connections at once; the default backlog of 5 would drop some.
+    request_queue_size = 1024
+
+    def __init__(self, app: EmpowerIDTestServer) -> None:
+        self.app = app
+        self._conn_lock = threading.Lock()
+        self._connections: dict[socket.socket, threading.Thread] = {}
+        super().__init__(("127.0.0.1", 0), _Handler)
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind does a reverse DNS lookup (getfqdn), which can stall.
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name = str(host)
+        self.server_port = int(port)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        thread = threading.Thread(
+            target=self._serve_connection,
+            args=(request, client_address),
+            name=f"EmpowerIDTestServer-conn-{client_address[1]}",
+            daemon=True,
+        )
+        with self._conn_lock:
+            self._connections[request] = thread
+        thread.start()
+
+    def _serve_connection(self, request: Any, client_address: Any) -> None:
+        try:
+            self.process_request_thread(request, client_address)
+        finally:
+            with self._conn_lock:
+                self._connections.pop(request, None)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Clients dropping connections (timeouts, pools closing) is normal here: stay quiet.
+        pass
+
+    def close_connections(self, timeout: float) -> None:
+        """Shut down every open client connection and wait for its handler thread."""
+        with self._conn_lock:
+            connections = list(self._connections.items())
+        for sock, _ in connections:
+            with contextlib.suppress(OSError):  # already closed by its handler
+                sock.shutdown(socket.SHUT_RDWR)
+        deadline = time.monotonic() + timeout
+        for _, thread in connections:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "EmpowerIDTestServer"
+    # Headers and body go out as two writes; without this, Nagle + delayed ACK add ~40 ms
+    # to every keep-alive request.
+    disable_nagle_algorithm = True
+
+    def version_string(self) -> str:
+        return self.server_version
+
+    def log_message(self, format: str, *args: Any) -> None:
+        # Quiet: the default logs to stderr, and request lines could carry tokens.
+        pass
+
+    def _dispatch(self) -> None:
+        app = cast(_HTTPServer, self.server).app
+        arrived = time.time()
+        try:
+            body = self._read_body()
+        except _BadRequestBody as exc:
+            self.close_connection = True  # the framing is broken; the stream can't be reused
+            self._send(
+                _Answer.json(
+                    exc.status, {"error": "invalid_request", "error_description": exc.description}
+                )
+            )
+            return
+        headers: dict[str, str] = {}
+        for key, value in self.headers.items():
+            headers[key] = f"{headers[key]}, {value}" if key in headers else value
+        content_type = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        form: dict[str, str] = {}
+        if content_type == "application/x-www-form-urlencoded":
+            try:
+                form = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
+            except UnicodeDecodeError:
+                form = {}
+        record = RecordedRequest(
+            method=self.command,
+            path=self.path,
+            headers=headers,
+            body=body,
+            form=form,
+            time=arrived,
+        )
+        try:
+            answer = app._handle(record)
+        except Exception as exc:
+            # A bug in the test server must not look like a network fault to the client.
+            app._record_error(exc)
+            answer = _Answer.json(500, {"error": "server_error"})
+        if answer is None:
+            self.close_connection = True
+            return
+        self._send(answer)
+
+    do_GET = _dispatch
+    do_HEAD = _dispatch
+    do_POST = _dispatch
+    do_PUT = _dispatch
+    do_PATCH = _dispatch
+    do_DELETE = _dispatch
+    do_OPTIONS = _dispatch
+
+    def _read_body(self) -> bytes:
+        transfer_encoding = (self.headers.get("Transfer-Encoding") or "").lower()
+        if transfer_encoding:
+            # Transfer-Encoding wins over Content-Length (RFC 9112, section 6.3).
+            if transfer_encoding.split(",")[-1].strip() != "chunked":
+                raise _BadRequestBody(501, "only chunked transfer coding is supported")
+            return self._read_chunked()
+        length_header = self.headers.get("Content-Length")
+        if length_header is None:
+            return b""
+        try:
+            length = int(length_header)
+        except ValueError:
+            raise _BadRequestBody(400, "invalid Content-Length") from None
+        if length < 0:
+            raise _BadRequestBody(400, "invalid Content-Length")
+        if length > MAX_BODY_BYTES:
+            raise _BadRequestBody(413, "request body too large")
+        body = self.rfile.read(length)
+        if len(body) != length:
+            raise _BadRequestBody(400, "request body shorter than Content-Length")
+        return body
+
+    def _read_chunked(self) -> bytes:
+        parts: list[bytes] = []
+        total = 0
+        while True:
+            line = self.rfile.readline(_MAX_LINE)
+            if not line.endswith(b"\n"):
+                raise _BadRequestBody(400, "truncated chunk size line")
+            size_text = line.split(b";", 1)[0].strip()  # drop chunk extensions
+            try:
+                size = int(size_text, 16)
+            except ValueError:
+                raise _BadRequestBody(400, "invalid chunk size") from None
+            if size < 0:
+                raise _BadRequestBody(400, "invalid chunk size")
+            if size == 0:
+                break
+            total += size
+            if total > MAX_BODY_BYTES:
+                raise _BadRequestBody(413, "request body too large")
+            chunk = self.rfile.read(size)
+            if len(chunk) != size or self.rfile.readline(_MAX_LINE) not in (b"\r\n", b"\n"):
+                raise _BadRequestBody(400, "malformed chunk")
+            parts.append(chunk)
+        # Skip trailer fields up to the empty line that ends the message.
+        while True:
+            trailer = self.rfile.readline(_MAX_LINE)
+            if trailer in (b"\r\n", b"\n"):
+                break
+            if not trailer.endswith(b"\n"):
+                raise _BadRequestBody(400, "truncated chunked trailer")
+        return b"".join(parts)
+
+    def _send(self, answer: _Answer) -> None:
+        try:
+            self.send_response(answer.status)
+            self.send_header("Content-Type", answer.content_type)
+            # Always framed by Content-Length so HTTP/1.1 keep-alive works.
+            self.send_header("Content-Length", str(len(answer.body)))
+            for name, value in answer.headers:
+                self.send_header(name, value)
+            if self.close_connection:
+                self.send_header("Connection", "close")
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(answer.body)
+        except OSError:
+            # The client went away (e.g. it timed out); nothing left to tell it.
+            self.close_connection = True
+
+
+class EmpowerIDTestServer:
+    """In-process fake of EmpowerID's OAuth token endpoint and a bearer-protected API.
+
+    It listens on an ephemeral port of 127.0.0.1, serving from a background thread:
+
+    * ``POST /oauth/v2/token``: the ``refresh_token`` grant, with ``client_secret_post`` or
+      ``client_secret_basic`` client authentication, refresh token rotation and reuse
+      detection, answering in EmpowerID's JSON shape.
+    * ``/api/...`` (any method): requires ``Authorization: Bearer <access token>`` and echoes
+      the request as JSON. ``/api/forbidden`` answers 403, ``/api/redirect?to=/api/x`` 302.
+    * ``GET /oauth/.well-known/openid-configuration``: a discovery document.
+
+    Args:
+        client_id: The client's id.
+        client_secret: The client's secret.
+        access_token_lifetime: ``expires_in`` of issued access tokens, in seconds; ``None``
+            omits ``expires_in`` from answers and the tokens never expire.
+        api_key: When set, every token and API request must carry it in the
+            ``X-EmpowerID-API-Key`` header, else 401.
+        rotate_refresh_tokens: Each refresh returns a new refresh token and retires the used
+            one (has no effect when `return_refresh_token` is False).
+        reuse_detection: Presenting a retired refresh token revokes the whole grant.
+        return_refresh_token: When False, refresh answers omit ``refresh_token`` and the
+            client must keep using the one it has.
+        include_empty_error_fields: Success answers also carry ``"error": ""`` and
+            ``"error_description": "null"``, as EmpowerID's do.
+
+    Attributes:
+        reject_all_access_tokens: Set to True to make the API answer 401 for every access
+            token, even freshly issued ones (e.g. to check a client doesn't loop on 401s).
+        on_api_request: A callable run (with no arguments, in the server's thread, before
+            the token is checked) whenever a request reaches ``/api/...``; lets a test act
+            while a request is in flight. Its exceptions become 500 answers and are listed
+            in `handler_errors`.
+
+    Example:
+        >>> with EmpowerIDTestServer() as server:  # doctest: +SKIP
+        ...     tokens = server.issue_grant()
+        ...     r = requests.post(server.token_endpoint, data={
+        ...         "grant_type": "refresh_token", "refresh_token": tokens["refresh_token"],
+        ...         "client_id": "test-client", "client_secret": "test-client-secret"})
+        ...     requests.get(server.api_url("/api/whoami"),
+        ...                  headers={"Authorization": "Bearer " + r.json()["access_token"]})
+    """
+
+    def __init__(
+        self,
+        client_id: str = "test-client",
+        client_secret: str = "test-client-secret",
+        *,
+        access_token_lifetime: int | None = 3600,
+        api_key: str | None = None,
+        rotate_refresh_tokens: bool = True,
+        reuse_detection: bool = True,
+        return_refresh_token: bool = True,
+        include_empty_error_fields: bool = True,
+    ) -> None:
+        self.client_id = client_id
+        self.client_secret = client_secret
+        self.access_token_lifetime = access_token_lifetime
+        self.api_key = api_key
+        # Without a refresh token in the answer the client can't learn a new one: no rotation.
+        self.rotate_refresh_tokens = rotate_refresh_tokens and return_refresh_token
+        self.reuse_detection = reuse_detection
+        self.return_refresh_token = return_refresh_token
+        self.include_empty_error_fields = include_empty_error_fields
+        # Plain attributes: single reads/writes of them are atomic, so no lock is needed.
+        self.reject_all_access_tokens = False
+        self.on_api_request: Callable[[], object] | None = None
+
+        self._lock = threading.Lock()
+        self._refresh_index: dict[str, _Grant] = {}  # every refresh token ever issued
+        self._access_index: dict[str, _AccessToken] = {}
+        self._faults: deque[FaultSpec] = deque()
+        self._refresh_grants = 0
+        self._token_requests = 0
+        self._reuse_detected = 0
+        self._api_requests: list[RecordedRequest] = []
+        self._token_request_log: list[RecordedRequest] = []
+        self._handler_errors: list[BaseException] = []
+
+        self._lifecycle_lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._httpd: _HTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._url: str | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Bind an ephemeral port on 127.0.0.1 and start serving in a background thread.
+
+        A server can be started once; `stop` it when done (or use ``with``).
+
+        Example:
+            >>> server = EmpowerIDTestServer()
+            >>> server.start()
+            >>> server.url.startswith("http://127.0.0.1:")
+            True
+            >>> server.stop()
+        """
+        with self._lifecycle_lock:
+            if self._httpd is not None or self._stopping.is_set():
+                raise RuntimeError("EmpowerIDTestServer can only be started once")
+            httpd = _HTTPServer(self)
+            self._httpd = httpd
+            self._url = f"http://127.0.0.1:{httpd.server_port}"
+            # A short poll interval keeps stop() (and so every test's teardown) fast.
+            self._thread = threading.Thread(
+                target=httpd.serve_forever,
+                kwargs={"poll_interval": 0.02},
+                name="EmpowerIDTestServer",
+                daemon=True,
+            )
+            self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop serving, close open connections and join the threads. Idempotent.
+
+        Requests sleeping in a `FaultSpec.delay` are woken and closed without an answer.
+
+        Example:
+            >>> server = EmpowerIDTestServer()
+            >>> server.start()
+            >>> server.stop()
+            >>> server.stop()  # no-op
+        """
+        with self._lifecycle_lock:
+            already = self._stopping.is_set()
+            self._stopping.set()
+            httpd, thread = self._httpd, self._thread
+        if already or httpd is None or thread is None:
+            return
+        httpd.shutdown()
+        thread.join(timeout)
+        httpd.server_close()
+        httpd.close_connections(timeout)
+
+    def __enter__(self) -> EmpowerIDTestServer:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"EmpowerIDTestServer(url={self._url!r}, client_id={self.client_id!r})"
+
+    # -- addresses -----------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """Base URL, ``"http://127.0.0.1:<port>"``; available once started."""
+        if self._url is None:
+            raise RuntimeError("EmpowerIDTestServer has no URL until start() is called")
+        return self._url
+
+    @property
+    def token_endpoint(self) -> str:
+        """URL of the token endpoint, ``url + "/oauth/v2/token"``."""
+        return self.url + TOKEN_PATH
+
+    def api_url(self, path: str) -> str:
+        """Return the absolute URL of `path` on this server.
+
+        Example:
+            >>> server.api_url("/api/whoami")  # doctest: +SKIP
+            'http://127.0.0.1:54321/api/whoami'
+        """
+        if not path.startswith("/"):
+            path = "/" + path
+        return self.url + path
+
+    # -- grants and tokens ---------------------------------------------------------------
+
+    def issue_grant(
+        self,
+        scope: str = "openid profile",
+        expires_in: int | None = None,
+        *,
+        person_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Start a new grant, as if a user had just signed in, and return its tokens.
+
+        Args:
+            scope: Space-separated scopes; ``openid`` among them yields an ``id_token``.
+            expires_in: Lifetime of this first access token in seconds (e.g. 0 for one that is
+                already expired); ``None`` uses `access_token_lifetime`. Later refreshes always
+                use `access_token_lifetime`.
+            person_id: The person's GUID reported as ``id``; random when omitted.
+
+        Returns:
+            A token response: ``access_token``, ``token_type`` ("Bearer"), ``expires_in``
+            (left out when no lifetime applies), ``refresh_token``, ``id_token`` (a string or
+            None), ``id`` (person GUID) and ``scope``.
+
+        Example:
+            >>> tokens = server.issue_grant(scope="openid profile")  # doctest: +SKIP
+            >>> tokens["token_type"], tokens["id_token"] is not None  # doctest: +SKIP
+            ('Bearer', True)
+        """
+        lifetime = self.access_token_lifetime if expires_in is None else expires_in
+        with self._lock:
+            grant = _Grant(
+                person_id=person_id or str(uuid.uuid4()),
+                scope=scope,
+                refresh_token=self._new_refresh_token(),
+            )
+            self._refresh_index[grant.refresh_token] = grant
+            access_token = self._new_access_token(grant, lifetime)
+        answer: dict[str, Any] = {"access_token": access_token, "token_type": "Bearer"}
+        if lifetime is not None:
+            answer["expires_in"] = lifetime
+        answer["refresh_token"] = grant.refresh_token
+        answer["id_token"] = self._id_token(grant, scope)
+        answer["id"] = grant.person_id
+        answer["scope"] = scope
+        return answer
+
+    def revoke_grant(self, token: str) -> None:
+        """Revoke the grant that `token` (a refresh or access token) belongs to.
+
+        All of the grant's access tokens then get 401 at the API and its refresh tokens
+        ``invalid_grant``.
+
+        Raises:
+            KeyError: `token` was never issued by this server.
+
+        Example:
+            >>> server.revoke_grant(tokens["refresh_token"])  # doctest: +SKIP
+        """
+        with self._lock:
+            grant = self._refresh_index.get(token)
+            if grant is None and token in self._access_index:
+                grant = self._access_index[token].grant
+            if grant is None:
+                raise KeyError("unknown token: not issued by this server")
+            grant.revoked = True
+
+    def revoke_access_token(self, access_token: str) -> None:
+        """Revoke one access token; the grant and its refresh token stay valid.
+
+        Raises:
+            KeyError: `access_token` was never issued by this server.
+
+        Example:
+            >>> server.revoke_access_token(tokens["access_token"])  # doctest: +SKIP
+        """
+        with self._lock:
+            record = self._access_index.get(access_token)
+            if record is None:
+                raise KeyError("unknown access token: not issued by this server")
+            record.revoked = True
+
+    def expire_access_tokens(self) -> None:
+        """Make every access token issued so far count as expired (the API answers 401).
+
+        Tokens issued afterwards, e.g. by a refresh, are valid as usual.
+
+        Example:
+            >>> server.expire_access_tokens()  # doctest: +SKIP
+        """
+        with self._lock:
+            for record in self._access_index.values():
+                record.expired = True
+
+    def fail_next(self, fault: FaultSpec, count: int = 1) -> None:
+        """Queue `fault` for each of the next `count` token endpoint requests.
+
+        Faults queue up in order after any already pending.
+
+        Example:
+            >>> server.fail_next(FaultSpec(status=503, retry_after=1), count=2)  # doctest: +SKIP
+        """
+        if count < 0:
+            raise ValueError(f"count must be >= 0, not {count}")
+        with self._lock:
+            self._faults.extend([fault] * count)
+
+    # -- observation ---------------------------------------------------------------------
+
+    @property
+    def refresh_grants(self) -> int:
+        """Number of successful ``refresh_token`` grants served."""
+        with self._lock:
+            return self._refresh_grants
+
+    @property
+    def token_requests(self) -> int:
+        """Number of POSTs to the token endpoint, failed and faulted ones included."""
+        with self._lock:
+            return self._token_requests
+
+    @property
+    def reuse_detected(self) -> int:
+        """Number of times a retired (rotated-away) refresh token was presented."""
+        with self._lock:
+            return self._reuse_detected
+
+    @property
+    def api_requests(self) -> list[RecordedRequest]:
+        """Copy of the requests to ``/api/...``, in arrival order (401s included)."""
+        with self._lock:
+            return list(self._api_requests)
+
+    @property
+    def token_request_log(self) -> list[RecordedRequest]:
+        """Copy of the POSTs to the token endpoint, in arrival order."""
+        with self._lock:
+            return list(self._token_request_log)
+
+    @property
+    def handler_errors(self) -> list[BaseException]:
+        """Unexpected exceptions raised while handling requests (answered with 500)."""
+        with self._lock:
+            return list(self._handler_errors)
+
+    def reset_counters(self) -> None:
+        """Zero the counters and clear the request logs; tokens and queued faults remain.
+
+        Example:
+            >>> server.reset_counters()  # doctest: +SKIP
+            >>> server.token_requests  # doctest: +SKIP
+            0
+        """
+        with self._lock:
+            self._refresh_grants = 0
+            self._token_requests = 0
+            self._reuse_detected = 0
+            self._api_requests.clear()
+            self._token_request_log.clear()
+
+    # -- internals (the lock must be held where noted) -----------------------------------
+
+    def _record_error(self, exc: BaseException) -> None:
+        with self._lock:
+            self._handler_errors.append(exc)
+
+    def _new_refresh_token(self) -> str:
+        return "rt_" + secrets.token_urlsafe(32)
+
+    def _new_access_token(self, grant: _Grant, lifetime: int | None) -> str:
+        # Lock held.
+        token = "at_" + secrets.token_urlsafe(32)
+        expires_at = None if lifetime is None else time.monotonic() + lifetime
+        self._access_index[token] = _AccessToken(grant=grant, expires_at=expires_at)
+        grant.access_tokens.add(token)
+        return token
+
+    def _id_token(self, grant: _Grant, scope: str) -> str | None:
+        """An HS256 JWT signed with the client secret, as OIDC allows for confidential clients."""
+        if "openid" not in scope.split():
+            return None
+        now = int(time.time())
+        header = {"alg": "HS256", "typ": "JWT"}
+        claims = {
+            "iss": self._url_or_blank() + "/oauth",
+            "sub": grant.person_id,
+            "aud": self.client_id,
+            "iat": now,
+            "exp": now + (self.access_token_lifetime or 3600),
+        }
+        signing_input = f"{_b64url(_json_bytes(header))}.{_b64url(_json_bytes(claims))}"
+        signature = hmac.new(
+            self.client_secret.encode("utf-8"), signing_input.encode("ascii"), hashlib.sha256
+        ).digest()
+        return f"{signing_input}.{_b64url(signature)}"
+
+    def _url_or_blank(self) -> str:
+        return self._url or ""
+
+    def _api_key_ok(self, record: RecordedRequest) -> bool:
+        if self.api_key is None:
+            return True
+        presented = record.header(API_KEY_HEADER)
+        return presented is not None and _same(presented, self.api_key)
+
+    def _handle(self, record: RecordedRequest) -> _Answer | None:
+        path = urlsplit(record.path).path
+        if path == TOKEN_PATH:
+            return self._handle_token(record)
+        if path.startswith(API_PREFIX):
+            return self._handle_api(record, path)
+        if path == DISCOVERY_PATH and record.method in ("GET", "HEAD"):
+            return _Answer.json(200, self._discovery_document())
+        return _Answer.json(404, {"error": "not_found"})
+
+    def _discovery_document(self) -> dict[str, Any]:
+        base = self.url
+        return {
+            "issuer": base + "/oauth",
+            "authorization_endpoint": base + "/oauth/v2/ui/authorize",
+            "token_endpoint": base + TOKEN_PATH,
+            "tokeninfo_endpoint": base + "/oauth/v2/tokeninfo",
+            "tokenrevoke_endpoint": base + "/oauth/v2/token/revoke",
+            "userinfo_endpoint": base + "/oauth/v2/userinfo",
+            "grant_types_supported": ["refresh_token"],
+            "response_types_supported": ["code"],
+            "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
+        }
+
+    # -- token endpoint ------------------------------------------------------------------
+
+    def _handle_token(self, record: RecordedRequest) -> _Answer | None:
+        if record.method != "POST":
+            return _Answer.json(
+                405,
+                {"error": "invalid_request", "error_description": "use POST"},
+                ("Allow", "POST"),
+            )
+        with self._lock:
+            self._token_requests += 1
+            self._token_request_log.append(record)
+            fault = self._faults.popleft() if self._faults else None
+        if fault is not None:
+            # Sleep outside the lock; stop() sets the event so teardown is never held up.
+            if fault.delay and self._stopping.wait(min(fault.delay, MAX_FAULT_DELAY)):
+                return None
+            if not fault.serves_normally:
+                return self._fault_answer(fault)
+        answer = self._token_answer(record)
+        answer.headers += [("Cache-Control", "no-store"), ("Pragma", "no-cache")]
+        return answer
+
+    @staticmethod
+    def _fault_answer(fault: FaultSpec) -> _Answer | None:
+        if fault.close_connection:
+            return None
+        headers: list[tuple[str, str]] = []
+        if fault.retry_after is not None:
+            value = fault.retry_after
+            headers.append(
+                ("Retry-After", str(int(value)) if float(value).is_integer() else str(value))
+            )
+        if fault.malformed:
+            return _Answer(200, fault.body or _DEFAULT_MALFORMED_BODY, headers)
+        body = fault.body
+        if body is None:
+            if fault.status >= 500 or fault.status == 429:
+                body = _DEFAULT_5XX_BODY
+            else:
+                body = _json_bytes({"error": "invalid_request", "error_description": "fault"})
+        return _Answer(fault.status, body, headers)
+
+    def _token_answer(self, record: RecordedRequest) -> _Answer:
+        if not self._api_key_ok(record):
+            return _Answer.json(
+                401,
+                {
+                    "error": "invalid_request",
+                    "error_description": f"missing or wrong {API_KEY_HEADER}",
+                },
+            )
+        content_type = (record.header("Content-Type") or "").split(";")[0].strip().lower()
+        if content_type != "application/x-www-form-urlencoded":
+            return _oauth_error(
+                400, "invalid_request", "body must be application/x-www-form-urlencoded"
+            )
+        try:
+            pairs = parse_qsl(
+                record.body.decode("utf-8"),
+                keep_blank_values=True,
+                strict_parsing=bool(record.body),
+            )
+        except (UnicodeDecodeError, ValueError):
+            return _oauth_error(400, "invalid_request", "body is not valid form encoding")
+        names = [name for name, _ in pairs]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            # RFC 6749, section 3.2: parameters must not be included more than once.
+            return _oauth_error(400, "invalid_request", f"repeated parameter: {repeated[0]}")
+        form = dict(pairs)
+
+        client_error = self._authenticate_client(record, form)
+        if client_error is not None:
+            return client_error
+
+        grant_type = form.get("grant_type")
+        if not grant_type:
+            return _oauth_error(400, "invalid_request", "missing grant_type")
+        if grant_type != "refresh_token":
+            return _oauth_error(
+                400, "unsupported_grant_type", f"grant_type {grant_type!r} is not supported"
+            )
+        presented = form.get("refresh_token")
+        if not presented:
+            return _oauth_error(400, "invalid_request", "missing refresh_token")
+        return self._refresh(presented, form.get("scope"))
+
+    def _authenticate_client(
+        self, record: RecordedRequest, form: Mapping[str, str]
+    ) -> _Answer | None:
+        authorization = record.header("Authorization")
+        if authorization is not None and authorization[:6].lower() == "basic ":
+            if "client_secret" in form:
+                # RFC 6749, section 2.3: a client must not use more than one method.
+                return _oauth_error(
+                    400, "invalid_request", "use either client_secret_basic or client_secret_post"
+                )
+            challenge = ("WWW-Authenticate", 'Basic realm="EmpowerID"')
+            try:
+                decoded = base64.b64decode(authorization[6:].strip(), validate=True).decode(
+                    "utf-8"
+                )
+            except (binascii.Error, UnicodeDecodeError):
+                return _oauth_error(
+                    401, "invalid_client", "malformed Basic credentials", challenge
+                )
+            raw_id, sep, raw_secret = decoded.partition(":")
+            if not sep:
+                return _oauth_error(
+                    401, "invalid_client", "malformed Basic credentials", challenge
+                )
+            # RFC 6749 says id and secret are form-urlencoded inside Basic; many clients
+            # send them raw. Accept either.
+            candidates = {(raw_id, raw_secret), (unquote_plus(raw_id), unquote_plus(raw_secret))}
+            if not any(self._client_ok(cid, sec) for cid, sec in candidates):
+                return _oauth_error(
+                    401, "invalid_client", "client authentication failed", challenge
+                )
+            body_id = form.get("client_id")
+            if body_id is not None and body_id not in {cid for cid, _ in candidates}:
+                return _oauth_error(
+                    401, "invalid_client", "client_id differs from Basic credentials", challenge
+                )
+            return None
+        client_id = form.get("client_id")
+        client_secret = form.get("client_secret")
+        if client_id is None or client_secret is None:
+            return _oauth_error(401, "invalid_client", "missing client credentials")
+        if not self._client_ok(client_id, client_secret):
+            return _oauth_error(401, "invalid_client", "client authentication failed")
+        return None
+
+    def _client_ok(self, client_id: str, client_secret: str) -> bool:
+        return _same(client_id, self.client_id) and _same(client_secret, self.client_secret)
+
+    def _refresh(self, presented: str, requested_scope: str | None) -> _Answer:
+        with self._lock:
+            grant = self._refresh_index.get(presented)
+            if grant is None:
+                return _oauth_error(400, "invalid_grant", "unknown refresh token")
+            if presented != grant.refresh_token:
+                self._reuse_detected += 1
+                if self.reuse_detection:
+                    # Someone replayed a retired token: assume theft, kill the whole grant.
+                    grant.revoked = True
+                return _oauth_error(400, "invalid_grant", "refresh token has already been used")
+            if grant.revoked:
+                return _oauth_error(400, "invalid_grant", "refresh token has been revoked")
+            scope = grant.scope
+            if requested_scope:
+                if not set(requested_scope.split()) <= set(grant.scope.split()):
+                    return _oauth_error(400, "invalid_scope", "scope exceeds the granted scope")
+                scope = requested_scope
+            access_token = self._new_access_token(grant, self.access_token_lifetime)
+            if self.rotate_refresh_tokens:
+                grant.used_refresh_tokens.add(grant.refresh_token)
+                grant.refresh_token = self._new_refresh_token()
+                self._refresh_index[grant.refresh_token] = grant
+            self._refresh_grants += 1
+            refresh_token = grant.refresh_token
+            person_id = grant.person_id
+        # Field order as in EmpowerID's documented answer.
+        answer: dict[str, Any] = {"access_token": access_token, "token_type": "Bearer"}
+        if self.access_token_lifetime is not None:
+            answer["expires_in"] = self.access_token_lifetime
+        if self.return_refresh_token:
+            answer["refresh_token"] = refresh_token
+        answer["id_token"] = self._id_token(grant, scope)
+        answer["id"] = person_id
+        if self.include_empty_error_fields:
+            answer["error"] = ""
+            answer["error_description"] = "null"
+        return _Answer.json(200, answer)
+
+    # -- protected API -------------------------------------------------------------------
+
+    def _handle_api(self, record: RecordedRequest, path: str) -> _Answer:
+        with self._lock:
+            self._api_requests.append(record)
+        hook = self.on_api_request
+        if hook is not None:
+            hook()  # outside the lock: the hook may well call back into this server
+        if not self._api_key_ok(record):
+            return _Answer.json(
+                401,
+                {
+                    "error": "invalid_request",
+                    "error_description": f"missing or wrong {API_KEY_HEADER}: API key required",
+                },
+            )
+        person_id, problem = self._check_bearer(record.header("Authorization"))
+        if person_id is None:
+            return _Answer.json(
+                401,
+                {"error": "invalid_token", "error_description": problem},
+                ("WWW-Authenticate", 'Bearer error="invalid_token"'),
+            )
+        if path == "/api/forbidden":
+            return _Answer.json(
+                403, {"error": "forbidden", "error_description": "not allowed for this person"}
+            )
+        if path == "/api/redirect":
+            targets = parse_qs(urlsplit(record.path).query).get("to", [])
+            target = targets[0] if targets else ""
+            # Only same-server paths: a test server must not bounce clients elsewhere.
+            if not target.startswith("/") or target.startswith("//") or "\\" in target:
+                return _Answer.json(
+                    400, {"error": "invalid_request", "error_description": "to must be a path"}
+                )
+            location = self.url + target
+            return _Answer.json(302, {"location": location}, ("Location", location))
+        return _Answer.json(
+            200,
+            {
+                "ok": True,
+                "method": record.method,
+                "path": record.path,
+                "body": record.body.decode("latin-1"),
+                "id": person_id,
+                "content_type": record.header("Content-Type"),
+            },
+        )
+
+    def _check_bearer(self, authorization: str | None) -> tuple[str | None, str]:
+        """Return (person GUID, "") for a usable access token, else (None, reason)."""
+        if authorization is None:
+            return None, "missing access token"
+        scheme, _, token = authorization.strip().partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            return None, "missing access token"
+        if self.reject_all_access_tokens:
+            return None, "access token rejected"
+        with self._lock:
+            record = self._access_index.get(token)
+            if record is None:
+                return None, "unknown access token"
+            if record.revoked or record.grant.revoked:
+                return None, "access token has been revoked"
+            if record.expired or (
+                record.expires_at is not None and time.monotonic() >= record.expires_at
+            ):
+                return None, "access token has expired"
+            return record.grant.person_id, ""
+
+
+def _oauth_error(status: int, error: str, description: str, *headers: tuple[str, str]) -> _Answer:
+    return _Answer.json(status, {"error": error, "error_description": description}, *headers)

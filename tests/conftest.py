@@ -1,0 +1,153 @@
+"""Shared fixtures: a loopback EmpowerID server, auth objects, and one way to send a
+request through each of the three clients (requests, httpx, httpx async)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+import requests
+
+from eid_auth import EmpowerIDAuth
+from eid_auth.testing import EmpowerIDTestServer
+
+FLAVOURS = ["requests", "httpx", "httpx_async"]
+CLIENT_ID = "test-client"
+CLIENT_SECRET = "test-client-secret"
+
+
+@pytest.fixture
+def server() -> Iterator[EmpowerIDTestServer]:
+    with EmpowerIDTestServer(client_id=CLIENT_ID, client_secret=CLIENT_SECRET) as s:
+        yield s
+
+
+@pytest.fixture(params=FLAVOURS)
+def flavour(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def make_auth(server: EmpowerIDTestServer, **kwargs: Any) -> EmpowerIDAuth:
+    """An auth object holding only a fresh grant's refresh token (so the first
+    request redeems it), with fast retries so fault tests stay quick."""
+    if "refresh_token" not in kwargs and "token" not in kwargs and "access_token" not in kwargs:
+        kwargs["refresh_token"] = server.issue_grant()["refresh_token"]
+    kwargs.setdefault("backoff_factor", 0.01)
+    kwargs.setdefault("timeout", 5.0)
+    return EmpowerIDAuth(
+        token_endpoint=server.token_endpoint,
+        client_id=CLIENT_ID,
+        client_secret=CLIENT_SECRET,
+        **kwargs,
+    )
+
+
+@pytest.fixture
+def auth_factory(server: EmpowerIDTestServer) -> Iterator[Callable[..., EmpowerIDAuth]]:
+    made: list[EmpowerIDAuth] = []
+
+    def factory(**kwargs: Any) -> EmpowerIDAuth:
+        auth = make_auth(server, **kwargs)
+        made.append(auth)
+        return auth
+
+    yield factory
+    for auth in made:
+        auth.close()
+
+
+@dataclass
+class Result:
+    status: int
+    body: Any
+    history: list[int]
+    sent_authorization: str | None
+
+
+def _body(text: str) -> Any:
+    try:
+        import json
+
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def send(
+    flavour: str,
+    auth: EmpowerIDAuth,
+    method: str,
+    url: str,
+    *,
+    form: dict[str, str] | None = None,
+    json: Any = None,
+    content: Any = None,
+    follow_redirects: bool = True,
+) -> Result:
+    """Send one request with ``auth`` through the client named by ``flavour``."""
+    if flavour == "requests":
+        with requests.Session() as session:
+            session.auth = auth
+            r = session.request(
+                method,
+                url,
+                data=form if form is not None else content,
+                json=json,
+                timeout=10,
+                allow_redirects=follow_redirects,
+            )
+            return Result(
+                r.status_code,
+                _body(r.text),
+                [h.status_code for h in r.history],
+                r.request.headers.get("Authorization"),
+            )
+    kwargs: dict[str, Any] = {"data": form, "json": json, "content": content}
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    if flavour == "httpx":
+        with httpx.Client(auth=auth, timeout=10, follow_redirects=follow_redirects) as client:
+            resp = client.request(method, url, **kwargs)
+    else:
+
+        async def go() -> httpx.Response:
+            async with httpx.AsyncClient(
+                auth=auth, timeout=10, follow_redirects=follow_redirects
+            ) as client:
+                response = await client.request(method, url, **kwargs)
+                await response.aread()
+                return response
+
+        resp = asyncio.run(go())
+    return Result(
+        resp.status_code,
+        _body(resp.text),
+        [h.status_code for h in resp.history],
+        resp.request.headers.get("Authorization"),
+    )
+
+
+class _RecordAll(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture
+def eid_logs() -> Iterator[list[logging.LogRecord]]:
+    """Every record the ``eid_auth`` logger emits during the test, at DEBUG and up."""
+    handler = _RecordAll()
+    logger = logging.getLogger("eid_auth")
+    old_level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    yield handler.records
+    logger.removeHandler(handler)
+    logger.setLevel(old_level)

@@ -1,0 +1,83 @@
+"""Wrong configuration fails at construction, with a message that says what to do."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from eid_auth import ConfigurationError, EmpowerIDAuth, Token
+
+GOOD: dict[str, Any] = {
+    "token_endpoint": "https://eid.example.com/oauth/v2/token",
+    "client_id": "app",
+    "client_secret": "client-secret-value",
+    "refresh_token": "refresh-token-value",
+}
+
+
+def build(**changes: Any) -> EmpowerIDAuth:
+    kwargs = {**GOOD, **changes}
+    return EmpowerIDAuth(**{k: v for k, v in kwargs.items() if v is not None})
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"token_endpoint": None}, "exactly one of token_endpoint"),
+        ({"server": "https://eid.example.com"}, "exactly one of token_endpoint"),
+        ({"token_endpoint": "http://eid.example.com/oauth/v2/token"}, "must use https"),
+        ({"token_endpoint": "ftp://eid.example.com/t"}, "not an http"),
+        ({"token_endpoint": "https://u:p@eid.example.com/t"}, "credentials"),
+        ({"client_id": ""}, "client_id"),
+        ({"client_secret": ""}, "client_secret"),
+        ({"refresh_token": None}, "give refresh_token="),
+        ({"refresh_token": ""}, "refresh_token must be"),
+        ({"client_auth": "private_key_jwt"}, "client_auth"),
+        ({"leeway": -1}, "leeway"),
+        ({"timeout": 0}, "timeout"),
+        ({"timeout": float("nan")}, "timeout"),
+        ({"max_retries": -1}, "max_retries"),
+        ({"api_key": ""}, "api_key"),
+        ({"on_refresh": "print"}, "on_refresh"),
+        ({"token_client": object()}, "token_client"),
+        ({"expires_at": 5.0}, "expires_at needs access_token"),
+        ({"token": {"access_token": "a"}}, "not both"),
+        ({"refresh_token": None, "token": {"nope": 1}}, "access_token"),
+    ],
+)
+def test_wrong_configuration(changes: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message) as caught:
+        build(**changes)
+    assert isinstance(caught.value, ValueError)
+    assert "client-secret-value" not in str(caught.value)
+    assert "refresh-token-value" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        "http://127.0.0.1:8080/oauth/v2/token",
+        "http://localhost/oauth/v2/token",
+        "http://[::1]:9/oauth/v2/token",
+        "https://eid.example.com/oauth/v2/token",
+    ],
+)
+def test_https_or_loopback(endpoint: str) -> None:
+    assert build(token_endpoint=endpoint).token_endpoint == endpoint
+
+
+def test_server_means_the_empowerid_token_path() -> None:
+    auth = build(token_endpoint=None, server="https://eid.example.com/")
+    assert auth.token_endpoint == "https://eid.example.com/oauth/v2/token"
+
+
+def test_token_argument_accepts_a_token_or_its_dict() -> None:
+    token = Token(access_token="a", refresh_token="r", expires_at=2e9)
+    assert build(refresh_token=None, token=token).token == token
+    assert build(refresh_token=None, token=token.to_dict()).token == token
+
+
+def test_access_token_alone_is_enough() -> None:
+    auth = build(refresh_token=None, access_token="a", expires_at=2e9)
+    assert auth.token == Token(access_token="a", expires_at=2e9)

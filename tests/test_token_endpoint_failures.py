@@ -1,0 +1,238 @@
+"""What users get when the token endpoint refuses, breaks or is gone."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable
+
+import pytest
+
+from eid_auth import (
+    EmpowerIDAuth,
+    InvalidClientError,
+    InvalidGrantError,
+    InvalidTokenResponseError,
+    TokenEndpointError,
+    TokenEndpointUnavailableError,
+)
+from eid_auth.testing import EmpowerIDTestServer, FaultSpec
+
+from .conftest import CLIENT_ID, send
+
+AuthFactory = Callable[..., EmpowerIDAuth]
+
+
+def test_invalid_grant_raises_at_once_without_resending(
+    server: EmpowerIDTestServer, auth_factory: AuthFactory, flavour: str
+) -> None:
+    grant = server.issue_grant()
+    auth = auth_factory(refresh_token=grant["refresh_token"])
+    server.revoke_grant(grant["refresh_token"])
+    with pytest.raises(InvalidGrantError) as caught:
+        send(flavour, auth, "GET", server.api_url("/api/x"))
+    assert caught.value.error == "invalid_grant"
+    assert caught.value.status_code == 400
+    assert "sign in again" in str(caught.value)
+    assert server.token_requests == 1  # no retry loop
+    assert server.api_requests == []  # nothing sent without a token
+
+
+def test_invalid_grant_on_401_raises_and_does_not_resend(
+    server: EmpowerIDTestServer, auth_factory: AuthFactory, flavour: str
+) -> None:
+    auth = auth_factory()
+    token = auth.refresh()
+    assert token.refresh_token is not None
+    server.revoke_grant(token.refresh_token)
+    with pytest.raises(InvalidGrantError):
+        send(flavour, auth, "GET", server.api_url("/api/x"))
+    assert len(server.api_requests) == 1
+    assert server.token_requests == 2
+
+
+def test_reused_refresh_token_is_invalid_grant(
+    server: EmpowerIDTestServer, auth_factory: AuthFactory
+) -> None:
+    refresh_token = server.issue_grant()["refresh_token"]
+    auth_factory(refresh_token=refresh_token).refresh()
+    with pytest.raises(InvalidGrantError):
+        auth_factory(refresh_token=refresh_token).refresh()
+    assert server.reuse_detected == 1
+
+
+def test_wrong_client_secret_is_invalid_client(server: EmpowerIDTestServer) -> None:
+    auth = EmpowerIDAuth(
+        token_endpoint=server.token_endpoint,
+        client_id=CLIENT_ID,
+        client_secret="wrong-secret-value",
+        refresh_token=server.issue_grant()["refresh_token"],
+    )
+    with pytest.raises(InvalidClientError) as caught:
+        auth.refresh()
+    assert isinstance(caught.value, TokenEndpointError)
+    assert caught.value.error == "invalid_client"
+    assert "client_secret" in str(caught.value)
+    assert "wrong-secret-value" not in str(caught.value)
+    assert server.token_requests == 1
+    auth.close()
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504, 429])
+def test_transient_failures_are_retried(
+    server: EmpowerIDTestServer, auth_factory: AuthFactory, status: int
+) -> None:
+    auth = auth_factory(max_retries=2)
+    server.fail_next(FaultSpec(status=status), count=2)
+    token = auth.refresh()
+    assert token.access_token
+    assert server.token_requests == 3
+    assert server.refresh_grants == 1
+
+
+def test_retries_are_bounded_then_a_clear_error(
+    server: EmpowerIDTestServer, auth_factory: AuthFactory, flavour: str
+) -> None:
+    auth = auth_factory(max_retries=2)
+    server.fail_next(FaultSpec(status=503), count=10)
+    with pytest.raises(TokenEndpointUnavailableError) as caught:
+        send(flavour, auth, "GET", server.api_url("/api/x"))
+    assert caught.value.attempts == 3
+    assert caught.value.status_code == 503
+    assert "HTTP 503" in str(caught.value)
+    assert server.token_requests == 3
+    assert server.api_requests == []
+
+
+def test_retry_after_is_honoured(server: EmpowerIDTestServer, auth_factory: AuthFactory) -> None:
+    auth = auth_factory(max_retries=1, backoff_factor=0.0)
+    server.fail_next(FaultSpec(status=429, retry_after=0.5), count=1)
+    auth.refresh()
+    first, second = server.token_request_log
+    assert second.time - first.time >= 0.45
+
+
+def test_retry_after_too_long_is_not_waited_out(
+    server: EmpowerIDTestServer, auth_factory: AuthFactory
+) -> None:
+    auth = auth_factory(max_retries=3)
+    server.fail_next(FaultSpec(status=503, retry_after=3600), count=1)
+    started = time.monotonic()
+    with pytest.raises(TokenEndpointUnavailableError, match="retry after 3600s"):
+        auth.refresh()
+    assert time.monotonic() - started < 10
+    assert server.token_requests == 1
+
+
+def test_slow_token_endpoint_times_out_then_recovers(
+    server: EmpowerIDTestServer, auth_factory: AuthFactory
+) -> None:
+    auth = auth_factory(timeout=0.3, max_retries=1)
+    server.fail_next(FaultSpec(delay=2.0), count=1)
+    token = auth.refresh()
+    assert token.access_token
+    assert server.token_requests == 2
+
+
+def test_timeout_applies_even_when_the_caller_set_none(
+    server: EmpowerIDTestServer, auth_factory: AuthFactory, flavour: str
+) -> None:
+    auth = auth_factory(timeout=0.3, max_retries=0)
+    server.fail_next(FaultSpec(delay=3.0), count=1)
+    started = time.monotonic()
+    with pytest.raises(TokenEndpointUnavailableError, match="no answer"):
+        send(flavour, auth, "GET", server.api_url("/api/x"))
+    assert time.monotonic() - started < 2.5
+
+
+def test_connection_closed_without_answer_is_retried(
+    server: EmpowerIDTestServer, auth_factory: AuthFactory
+) -> None:
+    auth = auth_factory(max_retries=1)
+    server.fail_next(FaultSpec(close_connection=True), count=1)
+    assert auth.refresh().access_token
+    assert server.refresh_grants == 1
+
+
+def test_dead_server_is_a_clear_error(flavour: str) -> None:
+    # A port that was just free: nothing listens there.
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    auth = EmpowerIDAuth(
+        token_endpoint=f"http://127.0.0.1:{port}/oauth/v2/token",
+        client_id=CLIENT_ID,
+        client_secret="a-client-secret",
+        refresh_token="a-refresh-token",
+        max_retries=1,
+        backoff_factor=0.01,
+    )
+    with pytest.raises(TokenEndpointUnavailableError) as caught:
+        send(flavour, auth, "GET", f"http://127.0.0.1:{port}/api/x")
+    assert caught.value.status_code is None
+    assert caught.value.attempts == 2
+    assert f"127.0.0.1:{port}" in str(caught.value)
+    auth.close()
+
+
+def test_malformed_json_is_an_invalid_token_response(
+    server: EmpowerIDTestServer, auth_factory: AuthFactory, flavour: str
+) -> None:
+    grant = server.issue_grant()
+    auth = auth_factory(refresh_token=grant["refresh_token"])
+    server.fail_next(FaultSpec(malformed=True), count=1)
+    with pytest.raises(InvalidTokenResponseError, match="not JSON"):
+        send(flavour, auth, "GET", server.api_url("/api/x"))
+    # The refresh token was not consumed: the next attempt works.
+    assert send(flavour, auth, "GET", server.api_url("/api/x")).status == 200
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b'{"token_type": "Bearer", "expires_in": 3600}', "no access_token"),
+        (b'{"access_token": "abc", "token_type": "mac"}', "only Bearer"),
+        (b'{"access_token": "abc", "expires_in": -5}', "expires_in"),
+        (b'{"access_token": "abc", "expires_in": "soon"}', "expires_in"),
+        (b'["access_token"]', "not an object"),
+        (b'{"access_token": "abc", "error": "server_error"}', "server_error"),
+    ],
+)
+def test_invalid_token_responses(
+    server: EmpowerIDTestServer, auth_factory: AuthFactory, body: bytes, message: str
+) -> None:
+    auth = auth_factory()
+    server.fail_next(FaultSpec(status=200, body=body), count=1)
+    with pytest.raises((InvalidTokenResponseError, TokenEndpointError), match=message):
+        auth.refresh()
+    assert server.token_requests == 1
+    previous = auth.token
+    assert previous is None  # nothing half-applied
+
+
+def test_non_json_error_page(server: EmpowerIDTestServer, auth_factory: AuthFactory) -> None:
+    auth = auth_factory()
+    server.fail_next(FaultSpec(status=404, body=b"<html>Not Found</html>"), count=1)
+    with pytest.raises(TokenEndpointError) as caught:
+        auth.refresh()
+    assert caught.value.status_code == 404
+    assert caught.value.error is None
+    assert "Not Found" in str(caught.value)
+
+
+def test_error_description_echoing_a_secret_is_redacted(
+    server: EmpowerIDTestServer, auth_factory: AuthFactory
+) -> None:
+    grant = server.issue_grant()
+    auth = auth_factory(refresh_token=grant["refresh_token"])
+    body = (
+        '{"error": "invalid_grant", "error_description": "bad token '
+        + grant["refresh_token"]
+        + '"}'
+    ).encode()
+    server.fail_next(FaultSpec(status=400, body=body), count=1)
+    with pytest.raises(InvalidGrantError) as caught:
+        auth.refresh()
+    assert grant["refresh_token"] not in str(caught.value)
+    assert grant["refresh_token"] not in (caught.value.error_description or "")
+    assert "[redacted]" in str(caught.value)
