@@ -217,3 +217,30 @@ def test_a_failed_refresh_is_reported_to_every_waiter_then_recovers(
     # The failed flight does not stick: the next request refreshes and succeeds.
     assert requests.get(url, auth=auth, timeout=30).status_code == 200
     assert server.reuse_detected == 0
+
+
+def test_several_event_loops_and_threads_share_one_auth(
+    server: EmpowerIDTestServer, auth_factory: AuthFactory
+) -> None:
+    auth = _expired_auth(server, auth_factory)
+    server.fail_next(FaultSpec(status=200, delay=0.3), count=1)
+    url = server.api_url("/api/x")
+    barrier = threading.Barrier(4, timeout=10)
+
+    async def loop_work() -> list[int]:
+        async with httpx.AsyncClient(auth=auth, timeout=30) as client:
+            barrier.wait()
+            responses = await asyncio.gather(*(client.get(url) for _ in range(50)))
+        return [r.status_code for r in responses]
+
+    def thread_work() -> list[int]:
+        barrier.wait()
+        with httpx.Client(auth=auth, timeout=30) as client:
+            return [client.get(url).status_code for _ in range(5)]
+
+    with ThreadPoolExecutor(4) as pool:
+        futures = [pool.submit(asyncio.run, loop_work()) for _ in range(3)]
+        futures.append(pool.submit(thread_work))
+        results = [f.result(timeout=60) for f in futures]
+    assert results == [[200] * 50] * 3 + [[200] * 5]
+    assert server.refresh_grants == 1
