@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import ipaddress
 import math
 from collections.abc import Callable, Mapping
@@ -104,8 +105,19 @@ class EmpowerIDAuth(RequestsAdapter, HTTPXAdapter):
                 f"client_auth must be 'client_secret_post' or 'client_secret_basic', "
                 f"not {client_auth!r}"
             )
-        if api_key is not None and (not isinstance(api_key, str) or not api_key):
-            raise ConfigurationError("api_key must be a non-empty string or None")
+        if api_key is not None and (
+            not isinstance(api_key, str) or not api_key or not _is_header_safe(api_key)
+        ):
+            raise ConfigurationError(
+                "api_key must be a non-empty string of printable ASCII characters, or None"
+            )
+        if client_auth == "client_secret_basic" and not all(
+            _is_latin1(v) for v in (client_id, client_secret)
+        ):
+            raise ConfigurationError(
+                "client_secret_basic needs client_id and client_secret in Latin-1 characters "
+                "(HTTP Basic); use client_auth='client_secret_post' for others"
+            )
         _check_number("leeway", leeway, minimum=0.0)
         _check_number("timeout", timeout, minimum=0.001)
         _check_number("backoff_factor", backoff_factor, minimum=0.0)
@@ -113,6 +125,11 @@ class EmpowerIDAuth(RequestsAdapter, HTTPXAdapter):
             raise ConfigurationError("max_retries must be an int >= 0")
         if on_refresh is not None and not callable(on_refresh):
             raise ConfigurationError("on_refresh must be callable or None")
+        if inspect.iscoroutinefunction(on_refresh):
+            raise ConfigurationError(
+                "on_refresh must be a plain function: it runs on the refreshing thread, "
+                "where nothing would await a coroutine"
+            )
         if token_client is not None and not isinstance(
             token_client, (requests.Session, httpx.Client)
         ):
@@ -204,6 +221,13 @@ def _token_endpoint_url(token_endpoint: str | None, server: str | None) -> str:
             raise ConfigurationError("token_endpoint must be a URL string")
         url = token_endpoint
     parts = urlsplit(url)
+    if server is not None and (parts.query or parts.fragment):
+        raise ConfigurationError(
+            "server must be a base URL like 'https://host' (no query or fragment); "
+            "use token_endpoint= for a full URL"
+        )
+    if parts.fragment:
+        raise ConfigurationError("the token endpoint URL must not have a #fragment")
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise ConfigurationError(f"token endpoint {url!r} is not an http(s) URL with a host")
     if parts.username is not None or parts.password is not None:
@@ -223,6 +247,18 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _is_header_safe(value: str) -> bool:
+    return value.isascii() and value.isprintable()
+
+
+def _is_latin1(value: str) -> bool:
+    try:
+        value.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _check_number(name: str, value: object, *, minimum: float) -> None:

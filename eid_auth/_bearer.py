@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, MutableMapping
+from urllib.parse import urlsplit
 
 from ._token import Token
 from ._token_endpoint import API_KEY_HEADER
 
-__all__ = ["carried", "sign"]
+__all__ = ["carried", "same_origin", "sign"]
 
 
 def sign(headers: MutableMapping[str, str], token: Token, api_key: str | None) -> None:
@@ -23,3 +24,22 @@ def carried(headers: Mapping[str, str], token: Token) -> bool:
     False after a redirect to another host, where the client dropped the header.
     """
     return headers.get("Authorization") == f"Bearer {token.access_token}"
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def same_origin(url: str, other: str) -> bool:
+    """Whether two absolute URLs share scheme, host and port (RFC 6454 origins).
+
+    An upgrade from http to https on the same host and default ports also counts,
+    as it does for requests' own handling of ``Authorization`` on redirects.
+    """
+    a, b = urlsplit(url), urlsplit(other)
+    if (a.hostname or "").lower() != (b.hostname or "").lower():
+        return False
+    port_a = a.port or _DEFAULT_PORTS.get(a.scheme)
+    port_b = b.port or _DEFAULT_PORTS.get(b.scheme)
+    if a.scheme == b.scheme:
+        return port_a == port_b
+    return (a.scheme, port_a, b.scheme, port_b) == ("http", 80, "https", 443)

@@ -38,13 +38,12 @@ class HTTPXAdapter(httpx.Auth):
         token = self._coordinator.token_for_request("httpx")
         sign(request.headers, token, self._api_key)
         response = yield request
-        if not self._should_retry(request, response, token):
+        if not self._should_retry(response, token):
             return
         response.read()  # frees the pooled connection before waiting for a refresh
         response.close()
         token = self._coordinator.replace(token, "httpx")
-        sign(request.headers, token, self._api_key)
-        yield request
+        yield self._resend(response, token)
 
     async def async_auth_flow(
         self, request: httpx.Request
@@ -52,21 +51,28 @@ class HTTPXAdapter(httpx.Auth):
         token = await self._coordinator.token_for_request_async()
         sign(request.headers, token, self._api_key)
         response = yield request
-        if not self._should_retry(request, response, token):
+        if not self._should_retry(response, token):
             return
         await response.aread()
         await response.aclose()
         token = await self._coordinator.replace_async(token)
-        sign(request.headers, token, self._api_key)
-        yield request
+        yield self._resend(response, token)
 
-    def _should_retry(
-        self, request: httpx.Request, response: httpx.Response, token: Token
-    ) -> bool:
+    def _should_retry(self, response: httpx.Response, token: Token) -> bool:
         coordinator = self._coordinator
         return (
             response.status_code == 401
             and carried(response.request.headers, token)
-            and _replayable(request)
+            and _replayable(response.request)
             and (coordinator.can_refresh or coordinator.token is not token)
         )
+
+    def _resend(self, response: httpx.Response, token: Token) -> httpx.Request:
+        # Re-send the hop that got the 401, not the whole redirect chain: the
+        # first hop (a POST, say) already succeeded.
+        request = response.request
+        sign(request.headers, token, self._api_key)
+        if response.cookies:
+            # Cookies set by the 401 (session affinity, say) go with the re-send.
+            httpx.Cookies(response.cookies).set_cookie_header(request)
+        return request

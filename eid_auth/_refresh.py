@@ -17,11 +17,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+
+import anyio
+import anyio.to_thread
 
 from ._exceptions import MissingRefreshTokenError, TokenEndpointUnavailableError
 from ._token import Token
@@ -98,8 +102,13 @@ class _Flight:
             )
         return self._outcome()
 
-    async def wait_async(self) -> Token:
-        loop = asyncio.get_running_loop()
+    async def wait_async(self, timeout: float) -> Token:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            # Not asyncio (trio, through anyio): wait on a worker thread. Left
+            # behind on cancellation, it holds nothing and ends with the flight.
+            return await anyio.to_thread.run_sync(self.wait, timeout, abandon_on_cancel=True)
         with self._lock:
             future = None if self._done.is_set() else loop.create_future()
             if future is not None:
@@ -181,10 +190,17 @@ class RefreshCoordinator:
         if isinstance(flight, Token):
             return flight
         if leader:
-            threading.Thread(
-                target=self._run, args=(flight, "httpx"), name="eid_auth-refresh", daemon=True
-            ).start()
-        return await flight.wait_async()
+            # Not a daemon: at interpreter exit the refresh is finished (and its
+            # on_refresh run) rather than killed after the server rotated the token.
+            thread = threading.Thread(
+                target=self._run, args=(flight, "httpx"), name="eid_auth-refresh"
+            )
+            try:
+                thread.start()
+            except BaseException as exc:
+                self._abandon(flight, f"could not start the refresh thread ({exc})")
+                raise
+        return await flight.wait_async(self._endpoint.longest_refresh)
 
     # -- the flight -----------------------------------------------------------
 
@@ -209,20 +225,45 @@ class RefreshCoordinator:
         refresh_token = self._state.refresh_token
         assert refresh_token is not None
         token: Token | None = None
-        error: BaseException | None = None
+        error: Exception | None = None
         try:
             logger.debug("refreshing the access token at %s", self._endpoint.url)
-            token = self._endpoint.refresh(refresh_token, adapter)
-        except BaseException as exc:
+            token = self._endpoint.refresh(refresh_token, adapter, self._keep_refresh_token)
+        except Exception as exc:
             error = exc
             logger.warning("token refresh failed: %s", exc)
+        except BaseException:
+            # KeyboardInterrupt or SystemExit belongs to this thread alone; the
+            # others get an ordinary error.
+            self._abandon(flight, "the refreshing thread was interrupted")
+            raise
+        try:
+            # Before anyone uses the new token, so that saved tokens are in the
+            # order they were issued and a saved token is never older than one in use.
+            if token is not None and self._on_refresh is not None:
+                self._call_on_refresh(token)
+        finally:
+            with self._lock:
+                if token is not None:
+                    self._state = _make_state(token, token.refresh_token, self._leeway)
+                self._flight = None
+            flight.finish(token, error)
+
+    def _call_on_refresh(self, token: Token) -> None:
+        assert self._on_refresh is not None
+        try:
+            self._on_refresh(token)
+        except Exception:
+            logger.exception("the on_refresh callback raised; the new token is used anyway")
+
+    def _keep_refresh_token(self, refresh_token: str) -> None:
         with self._lock:
+            token = self._state.token
             if token is not None:
-                self._state = _make_state(token, token.refresh_token, self._leeway)
+                token = dataclasses.replace(token, refresh_token=refresh_token)
+            self._state = _make_state(token, refresh_token, self._leeway)
+
+    def _abandon(self, flight: _Flight, reason: str) -> None:
+        with self._lock:
             self._flight = None
-        if token is not None and self._on_refresh is not None:
-            try:
-                self._on_refresh(token)
-            except Exception:
-                logger.exception("the on_refresh callback raised; the new token is kept")
-        flight.finish(token, error)
+        flight.finish(None, TokenEndpointUnavailableError(reason, status_code=None, attempts=0))

@@ -8,14 +8,16 @@ the re-sent request cannot trigger another retry.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urljoin
 
 import requests
 from requests.cookies import extract_cookies_to_jar
 from requests.utils import rewind_body
 
-from ._bearer import carried, sign
+from ._bearer import carried, same_origin, sign
 from ._refresh import RefreshCoordinator
 from ._token import Token
+from ._token_endpoint import API_KEY_HEADER
 
 __all__ = ["RequestsAdapter"]
 
@@ -52,6 +54,13 @@ class _RetryOn401:
 
     def __call__(self, r: requests.Response, **kwargs: Any) -> requests.Response:
         request = r.request
+        if r.is_redirect and self._auth._api_key is not None:
+            # requests builds the next hop from this request and drops only
+            # Authorization when it leaves the origin: drop the API key too.
+            target = urljoin(request.url or "", r.headers["location"])
+            if not same_origin(request.url or "", target):
+                request.headers.pop(API_KEY_HEADER, None)
+            return r
         coordinator = self._auth._coordinator
         if (
             r.status_code != 401

@@ -178,14 +178,9 @@ class Token:
             refresh_token = previous_refresh_token
         elif not isinstance(refresh_token, str):
             raise InvalidTokenResponseError("the token endpoint's refresh_token is not a string")
-        optional: dict[str, str | None] = {}
-        for name in ("id_token", "scope", "id"):
-            value = body.get(name)
-            if value is not None and not isinstance(value, str):
-                raise InvalidTokenResponseError(
-                    f"the token endpoint's {name} is a {type(value).__name__}, not a string"
-                )
-            optional[name] = value or None
+        # Informational fields are never a reason to throw a token away (the
+        # server may have rotated the refresh token already); raw keeps them as sent.
+        optional = {name: _as_text(body.get(name)) for name in ("id_token", "scope", "id")}
         return cls(
             access_token=access_token,
             token_type="Bearer",
@@ -214,3 +209,13 @@ def _parse_expires_in(value: Any) -> float:
             f"the token endpoint's expires_in {value!r} is not a positive number of seconds"
         )
     return number
+
+
+def _as_text(value: Any) -> str | None:
+    if isinstance(value, str):
+        return value or None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return " ".join(value)  # a scope sent as a JSON list
+    return None

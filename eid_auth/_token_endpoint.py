@@ -8,13 +8,15 @@ run on a thread of their own, so no event loop is ever needed to finish one.
 
 from __future__ import annotations
 
+import datetime
 import email.utils
 import json
 import logging
 import random
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import httpx
@@ -48,23 +50,11 @@ _MAX_RETRY_AFTER = 30.0
 
 @dataclass(frozen=True)
 class TokenRequest:
-    """A token request as plain values: what goes on the wire."""
+    """A token request as plain values: what goes on the wire. Its repr hides secrets."""
 
     url: str
-    headers: dict[str, str]
-    body: str
-
-
-class _Transient(Exception):
-    """One failed attempt that a retry may fix."""
-
-    def __init__(
-        self, reason: str, status_code: int | None = None, retry_after: float | None = None
-    ) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.status_code = status_code
-        self.retry_after = retry_after
+    headers: dict[str, str] = field(repr=False)
+    body: str = field(repr=False)
 
 
 class _NoAuth(requests.auth.AuthBase):
@@ -127,12 +117,19 @@ class TokenEndpoint:
         url, headers, body = self._client_auth.prepare("POST", self.url, headers, body)
         return TokenRequest(url=url, headers=headers, body=body)
 
-    def refresh(self, refresh_token: str, adapter: Adapter) -> Token:
+    def refresh(
+        self,
+        refresh_token: str,
+        adapter: Adapter,
+        keep_refresh_token: Callable[[str], None] | None = None,
+    ) -> Token:
         """Run the refresh grant, retrying transient failures with backoff.
 
         Args:
             refresh_token: the newest refresh token known.
             adapter: which library's client to use when the user gave none.
+            keep_refresh_token: called with a rotated refresh token found in an
+                answer that is otherwise unusable, so it is not lost.
 
         Raises:
             TokenEndpointError: the server refused (``InvalidGrantError`` and
@@ -146,36 +143,41 @@ class TokenEndpoint:
         attempts = self.max_retries + 1
         for attempt in range(1, attempts + 1):
             requested_at = time.time()
-            try:
-                status, headers, content = self._send(client, request)
-                return self._parse(status, headers, content, requested_at, refresh_token, secrets)
-            except _Transient as failure:
-                if attempt == attempts:
+            answer = self._send(client, request)
+            failure = answer if isinstance(answer, _Failure) else _failure_of(answer)
+            if failure is None:
+                assert not isinstance(answer, _Failure)
+                return self._parse(
+                    answer, requested_at, refresh_token, secrets, attempt, keep_refresh_token
+                )
+            # Errors are raised outside any ``except`` block on purpose: a chained
+            # requests/httpx exception would carry the token request, secret included.
+            if attempt == attempts:
+                raise TokenEndpointUnavailableError(
+                    f"token endpoint {self.url} failed {attempts} time(s); last: "
+                    f"{failure.reason}. Check that the server is up and reachable, "
+                    "then retry.",
+                    status_code=failure.status_code,
+                    attempts=attempt,
+                )
+            delay = self._backoff(attempt - 1)
+            if failure.retry_after is not None:
+                if failure.retry_after > _MAX_RETRY_AFTER:
                     raise TokenEndpointUnavailableError(
-                        f"token endpoint {self.url} failed {attempts} time(s); last: "
-                        f"{failure.reason}. Check that the server is up and reachable, "
-                        "then retry.",
+                        f"token endpoint {self.url} answered {failure.reason} and asked "
+                        f"to retry after {failure.retry_after:.0f}s; not waiting that long",
                         status_code=failure.status_code,
                         attempts=attempt,
-                    ) from None
-                delay = self._backoff(attempt - 1)
-                if failure.retry_after is not None:
-                    if failure.retry_after > _MAX_RETRY_AFTER:
-                        raise TokenEndpointUnavailableError(
-                            f"token endpoint {self.url} answered {failure.reason} and asked "
-                            f"to retry after {failure.retry_after:.0f}s; not waiting that long",
-                            status_code=failure.status_code,
-                            attempts=attempt,
-                        ) from None
-                    delay = max(delay, failure.retry_after)
-                logger.warning(
-                    "token request failed (%s); retry %d of %d in %.2fs",
-                    failure.reason,
-                    attempt,
-                    self.max_retries,
-                    delay,
-                )
-                time.sleep(delay)
+                    )
+                delay = max(delay, failure.retry_after)
+            logger.warning(
+                "token request failed (%s); retry %d of %d in %.2fs",
+                failure.reason,
+                attempt,
+                self.max_retries,
+                delay,
+            )
+            time.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def close(self) -> None:
@@ -201,7 +203,7 @@ class TokenEndpoint:
                 self._own_clients[adapter] = client
             return client
 
-    def _send(self, client: HTTPClient, request: TokenRequest) -> tuple[int, Any, bytes]:
+    def _send(self, client: HTTPClient, request: TokenRequest) -> _Answer | _Failure:
         try:
             if isinstance(client, requests.Session):
                 r = client.post(
@@ -212,7 +214,7 @@ class TokenEndpoint:
                     allow_redirects=False,
                     auth=_NoAuth(),
                 )
-                return r.status_code, r.headers, r.content
+                return _Answer(r.status_code, r.headers.get("Retry-After"), r.content)
             response = client.post(
                 request.url,
                 content=request.body.encode(),
@@ -221,50 +223,91 @@ class TokenEndpoint:
                 follow_redirects=False,
                 auth=httpx.Auth(),  # the base class adds nothing: no client auth, no netrc
             )
-        except (requests.ConnectionError, requests.Timeout, httpx.TransportError) as exc:
-            raise _Transient(f"{type(exc).__name__} (no answer)") from None
-        return response.status_code, response.headers, response.content
+            return _Answer(
+                response.status_code, response.headers.get("Retry-After"), response.content
+            )
+        except (requests.RequestException, httpx.HTTPError) as exc:
+            # Connection errors, timeouts, truncated or undecodable bodies.
+            return _Failure(f"{type(exc).__name__} (no usable answer)")
 
     def _parse(
         self,
-        status: int,
-        headers: Any,
-        content: bytes,
+        answer: _Answer,
         requested_at: float,
         refresh_token: str,
         secrets: tuple[str | None, ...],
+        attempt: int,
+        keep_refresh_token: Callable[[str], None] | None,
     ) -> Token:
-        if status == 429 or status >= 500:
-            raise _Transient(
-                f"HTTP {status}",
-                status_code=status,
-                retry_after=_parse_retry_after(headers.get("Retry-After")),
-            )
         try:
-            body = json.loads(content)
-        except ValueError:
-            body = None
+            body = json.loads(answer.content)
+        except (ValueError, RecursionError):
+            body = _NOT_JSON
         error = body.get("error") if isinstance(body, dict) else None
-        if 200 <= status < 300 and not error:
-            if body is None:
+        if 200 <= answer.status < 300 and not error:
+            if body is _NOT_JSON:
                 raise InvalidTokenResponseError(
-                    f"token endpoint {self.url} answered HTTP {status} with a body that is "
-                    "not JSON; is token_endpoint the right URL?"
+                    f"token endpoint {self.url} answered HTTP {answer.status} with a body that "
+                    "is not JSON; is token_endpoint the right URL?"
                 )
-            token = Token.from_response(
-                body, requested_at=requested_at, previous_refresh_token=refresh_token
-            )
+            try:
+                token = Token.from_response(
+                    body, requested_at=requested_at, previous_refresh_token=refresh_token
+                )
+            except InvalidTokenResponseError:
+                rotated = body.get("refresh_token") if isinstance(body, dict) else None
+                if isinstance(rotated, str) and rotated and keep_refresh_token is not None:
+                    # The server may have rotated already: the old one is dead now.
+                    logger.warning("kept the new refresh token of an unusable token response")
+                    keep_refresh_token(rotated)
+                raise
             logger.info(
                 "access token refreshed at %s; expires in %s",
                 self.url,
                 "an unknown time" if token.expires_at is None else f"{token.expires_in():.0f}s",
             )
             return token
-        raise _token_endpoint_error(self.url, status, body, content, secrets)
+        raise _token_endpoint_error(
+            self.url, answer.status, body, answer.content, secrets, attempt
+        )
+
+
+_NOT_JSON: Any = object()
+
+
+@dataclass(frozen=True)
+class _Answer:
+    status: int
+    retry_after: str | None
+    content: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
+class _Failure:
+    """One failed attempt that a retry may fix."""
+
+    reason: str
+    status_code: int | None = None
+    retry_after: float | None = None
+
+
+def _failure_of(answer: _Answer) -> _Failure | None:
+    if answer.status == 429 or answer.status >= 500:
+        return _Failure(
+            f"HTTP {answer.status}",
+            status_code=answer.status,
+            retry_after=_parse_retry_after(answer.retry_after),
+        )
+    return None
 
 
 def _token_endpoint_error(
-    url: str, status: int, body: Any, content: bytes, secrets: tuple[str | None, ...]
+    url: str,
+    status: int,
+    body: Any,
+    content: bytes,
+    secrets: tuple[str | None, ...],
+    attempt: int,
 ) -> TokenEndpointError:
     error = description = None
     if isinstance(body, dict):
@@ -274,9 +317,14 @@ def _token_endpoint_error(
             description = redact(str(raw_description), secrets)[:500]
     detail = description or redact(content[:200].decode("utf-8", "replace"), secrets)
     if error == "invalid_grant":
+        hint = (
+            "; an earlier attempt that got no answer may have used it already"
+            if attempt > 1
+            else ""
+        )
         return InvalidGrantError(
             f"the refresh token was rejected (invalid_grant: {detail}); it is expired, "
-            "revoked or was already used: the user must sign in again",
+            f"revoked or was already used{hint}: the user must sign in again",
             error=error,
             error_description=description,
             status_code=status,
@@ -312,4 +360,6 @@ def _parse_retry_after(value: str | None) -> float | None:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
+    if when.tzinfo is None:  # "-0000": HTTP dates are always UTC
+        when = when.replace(tzinfo=datetime.timezone.utc)
     return max(0.0, when.timestamp() - time.time())

@@ -80,13 +80,31 @@ def test_token_type_is_case_insensitive() -> None:
         ({"expires_in": 1e12}, "expires_in"),
         ({"expires_in": [3600]}, "expires_in"),
         ({"refresh_token": 5}, "refresh_token"),
-        ({"id_token": {}}, "id_token"),
-        ({"scope": ["a"]}, "scope"),
     ],
 )
 def test_invalid_answers(change: dict[str, Any], message: str) -> None:
     with pytest.raises(InvalidTokenResponseError, match=message):
         Token.from_response({**EMPOWERID_ANSWER, **change}, requested_at=0.0)
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "expected"),
+    [
+        ({"id": 42}, "id", "42"),
+        ({"id": {"guid": "x"}}, "id", None),
+        ({"scope": ["openid", "profile"]}, "scope", "openid profile"),
+        ({"scope": 7}, "scope", "7"),
+        ({"id_token": {}}, "id_token", None),
+        ({"id_token": ""}, "id_token", None),
+    ],
+)
+def test_odd_informational_fields_do_not_discard_the_token(
+    change: dict[str, Any], field: str, expected: str | None
+) -> None:
+    token = Token.from_response({**EMPOWERID_ANSWER, **change}, requested_at=0.0)
+    assert getattr(token, field) == expected
+    assert token.raw[field] == next(iter(change.values()))  # kept as sent
+    assert token.refresh_token == "rt-secret-value"
 
 
 def test_repr_and_str_hide_every_token() -> None:

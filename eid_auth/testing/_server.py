@@ -57,6 +57,11 @@ _SENSITIVE = frozenset(
 )
 
 
+def _is_loopback_url(url: str) -> bool:
+    parts = urlsplit(url)
+    return parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost")
+
+
 def _json_bytes(obj: Mapping[str, Any]) -> bytes:
     return json.dumps(obj, separators=(",", ":")).encode("utf-8")
 
@@ -413,7 +418,8 @@ class EmpowerIDTestServer:
       ``client_secret_basic`` client authentication, refresh token rotation and reuse
       detection, answering in EmpowerID's JSON shape.
     * ``/api/...`` (any method): requires ``Authorization: Bearer <access token>`` and echoes
-      the request as JSON. ``/api/forbidden`` answers 403, ``/api/redirect?to=/api/x`` 302.
+      the request as JSON. ``/api/forbidden`` answers 403, ``/api/redirect?to=/api/x`` 302
+      (``to`` may also be an ``http://127.0.0.1:<port>/...`` URL of another loopback server).
     * ``GET /oauth/.well-known/openid-configuration``: a discovery document.
 
     Args:
@@ -1015,12 +1021,20 @@ class EmpowerIDTestServer:
         if path == "/api/redirect":
             targets = parse_qs(urlsplit(record.path).query).get("to", [])
             target = targets[0] if targets else ""
-            # Only same-server paths: a test server must not bounce clients elsewhere.
-            if not target.startswith("/") or target.startswith("//") or "\\" in target:
+            # A path on this server, or another loopback server (cross-origin
+            # tests); a test server must not bounce clients anywhere else.
+            if _is_loopback_url(target):
+                location = target
+            elif not target.startswith("/") or target.startswith("//") or "\\" in target:
                 return _Answer.json(
-                    400, {"error": "invalid_request", "error_description": "to must be a path"}
+                    400,
+                    {
+                        "error": "invalid_request",
+                        "error_description": "to must be a path or a loopback URL",
+                    },
                 )
-            location = self.url + target
+            else:
+                location = self.url + target
             return _Answer.json(302, {"location": location}, ("Location", location))
         return _Answer.json(
             200,

@@ -1,0 +1,323 @@
+"""Edge cases around redirects, callbacks, interrupted refreshes and exception
+chains: each test fails without the behaviour it names."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import requests
+
+from eid_auth import (
+    EmpowerIDAuth,
+    InvalidTokenResponseError,
+    Token,
+    TokenEndpointUnavailableError,
+)
+from eid_auth.testing import EmpowerIDTestServer, FaultSpec
+
+from .conftest import CLIENT_ID, CLIENT_SECRET, send
+
+AuthFactory = Callable[..., EmpowerIDAuth]
+
+
+@pytest.fixture
+def other_origin() -> Iterator[EmpowerIDTestServer]:
+    with EmpowerIDTestServer() as s:
+        yield s
+
+
+def test_api_key_does_not_follow_a_cross_origin_redirect_with_requests(
+    server: EmpowerIDTestServer,
+    auth_factory: AuthFactory,
+    other_origin: EmpowerIDTestServer,
+) -> None:
+    auth = auth_factory(api_key="the-api-key")
+    elsewhere = other_origin.api_url("/api/landing")
+    response = requests.get(server.api_url(f"/api/redirect?to={elsewhere}"), auth=auth, timeout=10)
+    assert response.status_code == 401  # the other host does not know our token
+    (landed,) = other_origin.api_requests
+    assert landed.header("Authorization") is None
+    assert landed.header("X-EmpowerID-API-Key") is None
+    # Same origin: the key goes along.
+    requests.get(server.api_url("/api/redirect?to=/api/landing"), auth=auth, timeout=10)
+    assert server.api_requests[-1].header("X-EmpowerID-API-Key") == "the-api-key"
+
+
+def test_a_401_after_a_redirect_resends_only_that_hop(
+    server: EmpowerIDTestServer, auth_factory: AuthFactory, flavour: str
+) -> None:
+    auth = auth_factory()
+    auth.refresh()
+    calls: list[int] = []
+
+    def expire_after_the_first_hop() -> None:
+        calls.append(1)
+        if len(calls) == 2:
+            server.expire_access_tokens()
+
+    server.on_api_request = expire_after_the_first_hop
+    result = send(flavour, auth, "POST", server.api_url("/api/redirect?to=/api/orders/1"), json={})
+    assert result.status == 200
+    # The POST succeeded once and is not sent again; only the GET that got the 401 is.
+    assert [(r.method, r.path) for r in server.api_requests] == [
+        ("POST", "/api/redirect?to=/api/orders/1"),
+        ("GET", "/api/orders/1"),
+        ("GET", "/api/orders/1"),
+    ]
+    assert server.refresh_grants == 2
+
+
+def test_a_rotated_refresh_token_in_an_unusable_answer_is_kept(
+    server: EmpowerIDTestServer, auth_factory: AuthFactory
+) -> None:
+    auth = auth_factory()
+    body = b'{"access_token": "x", "expires_in": 0, "refresh_token": "rt-rotated-by-server"}'
+    server.fail_next(FaultSpec(status=200, body=body), count=1)
+    with pytest.raises(InvalidTokenResponseError, match="expires_in"):
+        auth.refresh()
+    with pytest.raises(Exception, match="invalid_grant"):
+        auth.refresh()  # the server never issued that one: it proves which was sent
+    assert server.token_request_log[-1].form["refresh_token"] == "rt-rotated-by-server"
+
+
+def test_on_refresh_sees_a_token_before_anyone_uses_it(
+    server: EmpowerIDTestServer, auth_factory: AuthFactory
+) -> None:
+    used_before_saved: list[bool] = []
+
+    def slow_save(token: Token) -> None:
+        time.sleep(0.3)  # a slow write to a vault
+        sent = [r.header("Authorization") for r in server.api_requests]
+        used_before_saved.append(f"Bearer {token.access_token}" in sent)
+
+    auth = auth_factory(on_refresh=slow_save)
+    url = server.api_url("/api/x")
+    threads = [
+        threading.Thread(target=lambda: requests.get(url, auth=auth, timeout=30))
+        for _ in range(10)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert used_before_saved == [False]
+    assert len(server.api_requests) == 10
+
+
+def test_saved_tokens_follow_issue_order_when_a_401_hits_during_on_refresh(
+    server: EmpowerIDTestServer, auth_factory: AuthFactory
+) -> None:
+    saved: list[Token] = []
+    first_call = threading.Event()
+
+    def save(token: Token) -> None:
+        if not first_call.is_set():
+            first_call.set()
+            time.sleep(0.5)
+        saved.append(token)
+
+    auth = auth_factory(on_refresh=save)
+    url = server.api_url("/api/x")
+    first = threading.Thread(target=lambda: requests.get(url, auth=auth, timeout=30))
+    first.start()
+    assert first_call.wait(10)
+    # While the first on_refresh runs, the server rejects everything issued so far.
+    server.expire_access_tokens()
+    assert requests.get(url, auth=auth, timeout=30).status_code == 200
+    first.join(30)
+    assert saved[-1] == auth.token  # the newest token is the one saved last
+    assert server.reuse_detected == 0
+
+
+def test_keyboard_interrupt_in_on_refresh_does_not_strand_waiters(
+    server: EmpowerIDTestServer, auth_factory: AuthFactory
+) -> None:
+    def interrupted(token: Token) -> None:
+        time.sleep(0.2)
+        raise KeyboardInterrupt
+
+    auth = auth_factory(on_refresh=interrupted)
+    leader_saw: list[BaseException] = []
+
+    def leader() -> None:
+        try:
+            auth.refresh()
+        except BaseException as exc:  # the point of the test
+            leader_saw.append(exc)
+
+    lead = threading.Thread(target=leader)
+    lead.start()
+    time.sleep(0.05)
+    statuses = [requests.get(server.api_url("/api/x"), auth=auth, timeout=30).status_code]
+    lead.join(10)
+    assert [type(e) for e in leader_saw] == [KeyboardInterrupt]
+    assert statuses == [200]  # the waiter got the new token
+    assert server.refresh_grants == 1
+
+
+def test_a_refresh_thread_that_cannot_start_does_not_block_later_calls(
+    server: EmpowerIDTestServer,
+    auth_factory: AuthFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    auth = auth_factory()
+    real_start = threading.Thread.start
+
+    def refuse(self: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    async def one() -> int:
+        async with httpx.AsyncClient(auth=auth, timeout=10) as client:
+            return (await client.get(server.api_url("/api/x"))).status_code
+
+    # Thread exhaustion cannot be provoked safely for real; this is the one mock.
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+    with pytest.raises(RuntimeError, match="can't start"):
+        asyncio.run(one())
+    monkeypatch.setattr(threading.Thread, "start", real_start)
+    assert asyncio.run(asyncio.wait_for(one(), 10)) == 200
+
+
+def test_errors_carry_no_chained_exception(flavour: str) -> None:
+    auth = EmpowerIDAuth(
+        token_endpoint="http://127.0.0.1:9/oauth/v2/token",  # discard port: refused
+        client_id=CLIENT_ID,
+        client_secret="chain-secret-value",
+        refresh_token="chain-refresh-token",
+        api_key="chain-api-key",
+        max_retries=0,
+    )
+    with pytest.raises(TokenEndpointUnavailableError) as caught:
+        send(flavour, auth, "GET", "http://127.0.0.1:9/api/x")
+    error: BaseException | None = caught.value
+    # Neither the cause nor the context: a chained requests/httpx error would
+    # hold the token request, with the client secret in its body.
+    assert error is not None
+    assert error.__cause__ is None
+    assert error.__context__ is None
+    auth.close()
+
+
+def test_trio_is_supported(server: EmpowerIDTestServer, auth_factory: AuthFactory) -> None:
+    trio = pytest.importorskip("trio")
+    auth = auth_factory()
+
+    async def main() -> list[int]:
+        async with httpx.AsyncClient(auth=auth, timeout=10) as client:
+            results: list[int] = []
+
+            async def one() -> None:
+                results.append((await client.get(server.api_url("/api/x"))).status_code)
+
+            async with trio.open_nursery() as nursery:
+                for _ in range(20):
+                    nursery.start_soon(one)
+            return results
+
+    assert trio.run(main) == [200] * 20
+    assert server.refresh_grants == 1
+
+
+def test_refresh_started_by_a_task_finishes_even_if_the_program_exits(
+    server: EmpowerIDTestServer, tmp_path: Path
+) -> None:
+    saved = tmp_path / "token.json"
+    refresh_token = server.issue_grant()["refresh_token"]
+    server.fail_next(FaultSpec(status=200, delay=1.0), count=1)
+    program = textwrap.dedent(
+        f"""
+        import asyncio, json, pathlib, httpx
+        from eid_auth import EmpowerIDAuth
+        auth = EmpowerIDAuth(
+            token_endpoint={server.token_endpoint!r}, client_id={CLIENT_ID!r},
+            client_secret={CLIENT_SECRET!r}, refresh_token={refresh_token!r},
+            on_refresh=lambda t: pathlib.Path({str(saved)!r}).write_text(json.dumps(t.to_dict())),
+        )
+        async def main():
+            async with httpx.AsyncClient(auth=auth) as client:
+                await asyncio.wait_for(client.get({server.api_url("/api/x")!r}), 0.2)
+        try:
+            asyncio.run(main())
+        except (asyncio.TimeoutError, TimeoutError):
+            print("timed out; exiting")
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert "timed out; exiting" in done.stdout, done.stderr
+    assert server.refresh_grants == 1
+    # The rotated refresh token was saved, not lost with a killed thread.
+    assert Token.from_dict(__import__("json").loads(saved.read_text())).refresh_token
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"api_key": "clé"}, "api_key"),
+        ({"api_key": "a\nb"}, "api_key"),
+        ({"client_auth": "client_secret_basic", "client_secret": "pässwörd€"}, "Latin-1"),
+        ({"token_endpoint": None, "server": "https://h?x=1"}, "base URL"),
+        ({"token_endpoint": "https://h/oauth/v2/token#frag"}, "fragment"),
+    ],
+)
+def test_more_wrong_configuration(kwargs: dict[str, Any], message: str) -> None:
+    from eid_auth import ConfigurationError
+
+    base: dict[str, Any] = {
+        "token_endpoint": "https://h/oauth/v2/token",
+        "client_id": "app",
+        "client_secret": "s",
+        "refresh_token": "r",
+    }
+    merged = {k: v for k, v in {**base, **kwargs}.items() if v is not None}
+    with pytest.raises(ConfigurationError, match=message) as caught:
+        EmpowerIDAuth(**merged)
+    assert "pässwörd€" not in str(caught.value)
+
+
+def test_async_on_refresh_is_rejected() -> None:
+    from eid_auth import ConfigurationError
+
+    async def save(token: Token) -> None:
+        return None
+
+    with pytest.raises(ConfigurationError, match="plain function"):
+        EmpowerIDAuth(
+            token_endpoint="https://h/t",
+            client_id="a",
+            client_secret="s",
+            refresh_token="r",
+            on_refresh=save,
+        )
+
+
+def test_deeply_nested_json_is_an_invalid_token_response(
+    server: EmpowerIDTestServer, auth_factory: AuthFactory
+) -> None:
+    auth = auth_factory()
+    server.fail_next(FaultSpec(status=200, body=b"[" * 100_000), count=1)
+    with pytest.raises(InvalidTokenResponseError, match="not JSON"):
+        auth.refresh()
+
+
+def test_retry_after_http_date_is_utc() -> None:
+    from eid_auth._token_endpoint import _parse_retry_after
+
+    soon = time.time() + 10
+    date = time.strftime("%a, %d %b %Y %H:%M:%S -0000", time.gmtime(soon))
+    delay = _parse_retry_after(date)
+    assert delay is not None
+    assert 5 < delay <= 11
+    assert _parse_retry_after("2") == 2.0
+    assert _parse_retry_after("soon") is None
