@@ -155,8 +155,9 @@ class TokenEndpoint:
             if attempt == attempts:
                 raise TokenEndpointUnavailableError(
                     f"token endpoint {self.url} failed {attempts} time(s); last: "
-                    f"{failure.reason}. Check that the server is up and reachable, "
-                    "then retry.",
+                    f"{failure.reason}. Check that the server is up and reachable; for a "
+                    "proxy or a private CA, pass token_client= a configured "
+                    "requests.Session or httpx.Client.",
                     status_code=failure.status_code,
                     attempts=attempt,
                 )

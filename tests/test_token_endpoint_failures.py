@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import time
 from collections.abc import Callable
 
+import httpx
 import pytest
+import requests
 
 from eid_auth import (
     EmpowerIDAuth,
@@ -236,3 +239,58 @@ def test_error_description_echoing_a_secret_is_redacted(
     assert grant["refresh_token"] not in str(caught.value)
     assert grant["refresh_token"] not in (caught.value.error_description or "")
     assert "[redacted]" in str(caught.value)
+
+
+def test_token_client_httpx_with_a_mock_transport(server: EmpowerIDTestServer) -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(
+            200, json={"access_token": "from-the-mock", "token_type": "Bearer", "expires_in": 60}
+        )
+
+    with httpx.Client(transport=httpx.MockTransport(handler)) as token_client:
+        auth = EmpowerIDAuth(
+            token_endpoint="https://eid.example.com/oauth/v2/token",
+            client_id=CLIENT_ID,
+            client_secret="a-client-secret",
+            refresh_token="a-refresh-token",
+            token_client=token_client,
+        )
+        assert auth.refresh().access_token == "from-the-mock"
+        assert asyncio.run(auth.arefresh()).access_token == "from-the-mock"
+    assert [str(r.url) for r in seen] == ["https://eid.example.com/oauth/v2/token"] * 2
+    assert b"client_secret=a-client-secret" in seen[0].read()
+
+
+def test_token_client_session_own_auth_and_adapters(server: EmpowerIDTestServer) -> None:
+    # A session that already carries this very auth object: the token request
+    # must not be signed with it (that would recurse) nor with netrc.
+    session = requests.Session()
+    auth = EmpowerIDAuth(
+        token_endpoint=server.token_endpoint,
+        client_id=CLIENT_ID,
+        client_secret="test-client-secret",
+        refresh_token=server.issue_grant()["refresh_token"],
+        token_client=session,
+    )
+    session.auth = auth
+    response = session.get(server.api_url("/api/x"), timeout=10)
+    assert response.status_code == 200
+    (token_request,) = server.token_request_log
+    assert token_request.header("Authorization") is None
+    session.close()
+
+
+def test_unreachable_token_endpoint_message_says_how_to_configure_the_client() -> None:
+    auth = EmpowerIDAuth(
+        token_endpoint="http://127.0.0.1:9/oauth/v2/token",
+        client_id=CLIENT_ID,
+        client_secret="a-client-secret",
+        refresh_token="a-refresh-token",
+        max_retries=0,
+    )
+    with pytest.raises(TokenEndpointUnavailableError, match="token_client="):
+        auth.refresh()
+    auth.close()
