@@ -10,6 +10,8 @@ Example:
     >>> client = httpx.Client(auth=auth)  # also requests.Session().auth = auth
 """
 
+import logging
+
 from ._auth import EmpowerIDAuth
 from ._exceptions import (
     ConfigurationError,
@@ -24,6 +26,9 @@ from ._exceptions import (
 from ._token import Token
 
 __version__ = "0.1.0.dev0"
+
+# Records go nowhere unless the application configures logging (library convention).
+logging.getLogger("eid_auth").addHandler(logging.NullHandler())
 
 __all__ = [
     "ConfigurationError",
