@@ -321,3 +321,111 @@ def test_retry_after_http_date_is_utc() -> None:
     assert 5 < delay <= 11
     assert _parse_retry_after("2") == 2.0
     assert _parse_retry_after("soon") is None
+
+
+def test_expires_at_counts_from_when_the_request_was_sent(
+    server: EmpowerIDTestServer, auth_factory: AuthFactory
+) -> None:
+    auth = auth_factory()
+    server.fail_next(FaultSpec(status=200, delay=1.0), count=1)  # a slow answer
+    sent_at = time.time()
+    token = auth.refresh()
+    assert token.expires_at is not None
+    # Counting from the answer's arrival would overstate the life by the delay.
+    assert sent_at + 3600 - 0.5 <= token.expires_at <= sent_at + 3600 + 0.5
+
+
+def test_a_slow_refresh_does_not_starve_a_tiny_connection_pool(
+    server: EmpowerIDTestServer, auth_factory: AuthFactory
+) -> None:
+    auth = auth_factory()
+    auth.refresh()
+    server.expire_access_tokens()
+    server.fail_next(FaultSpec(status=200, delay=2.0), count=1)
+
+    async def main() -> list[int]:
+        # Tasks holding their unread 401s while the refresh takes 2 s would keep
+        # both connections, and the others would hit the 1 s pool timeout.
+        limits = httpx.Limits(max_connections=2)
+        timeout = httpx.Timeout(10, pool=1.0)
+        async with httpx.AsyncClient(auth=auth, limits=limits, timeout=timeout) as client:
+            responses = await asyncio.gather(
+                *(client.get(server.api_url("/api/x")) for _ in range(20))
+            )
+        return [r.status_code for r in responses]
+
+    assert asyncio.run(main()) == [200] * 20
+    assert server.refresh_grants == 2
+
+
+def test_cookies_set_by_the_401_go_with_the_resend(
+    server: EmpowerIDTestServer, auth_factory: AuthFactory, flavour: str
+) -> None:
+    auth = auth_factory()
+    auth.refresh()
+    server.expire_access_tokens()
+    server.set_cookie_on_401 = "affinity=node7"
+    assert send(flavour, auth, "GET", server.api_url("/api/x")).status == 200
+    rejected, resent = server.api_requests
+    assert rejected.header("Cookie") is None
+    assert resent.header("Cookie") == "affinity=node7"
+
+
+def test_a_seekable_body_is_rewound_for_the_resend_with_requests(
+    server: EmpowerIDTestServer, auth_factory: AuthFactory
+) -> None:
+    import io
+
+    auth = auth_factory()
+    auth.refresh()
+    server.expire_access_tokens()
+    body = io.BytesIO(b"prefix-skipped|the upload")
+    body.seek(len(b"prefix-skipped|"))  # the body starts where the file position is
+    response = requests.post(server.api_url("/api/upload"), data=body, auth=auth, timeout=10)
+    assert response.status_code == 200
+    rejected, resent = server.api_requests
+    assert rejected.body == resent.body == b"the upload"
+
+
+def test_interrupt_during_the_token_request_does_not_strand_waiters(
+    server: EmpowerIDTestServer,
+) -> None:
+    class InterruptOnce(requests.Session):
+        interrupted = False
+
+        def post(self, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+            if not InterruptOnce.interrupted:
+                InterruptOnce.interrupted = True
+                time.sleep(1.0)  # let the waiters gather
+                raise KeyboardInterrupt  # Ctrl-C cannot be aimed at one thread for real
+            return super().post(*args, **kwargs)
+
+    auth = EmpowerIDAuth(
+        token_endpoint=server.token_endpoint,
+        client_id=CLIENT_ID,
+        client_secret=CLIENT_SECRET,
+        refresh_token=server.issue_grant()["refresh_token"],
+        token_client=InterruptOnce(),
+    )
+    outcomes: list[str] = []
+
+    def call() -> None:
+        try:
+            auth.refresh()
+            outcomes.append("token")
+        except KeyboardInterrupt:
+            outcomes.append("interrupt")
+        except TokenEndpointUnavailableError:
+            outcomes.append("error")
+
+    threads = [threading.Thread(target=call) for _ in range(4)]
+    for t in threads:
+        t.start()
+        time.sleep(0.02)
+    for t in threads:
+        t.join(10)
+    assert not any(t.is_alive() for t in threads)
+    # The interrupted leader re-raises; waiters get an ordinary error, not the
+    # interrupt and not a hang.
+    assert sorted(outcomes) == ["error", "error", "error", "interrupt"]
+    assert auth.refresh().access_token  # and the next refresh works

@@ -444,6 +444,8 @@ class EmpowerIDTestServer:
             the token is checked) whenever a request reaches ``/api/...``; lets a test act
             while a request is in flight. Its exceptions become 500 answers and are listed
             in `handler_errors`.
+        set_cookie_on_401: A ``name=value`` cookie the API sets on its 401 answers (as a
+            load balancer's affinity cookie would), to check that re-sends carry it.
 
     Example:
         >>> with EmpowerIDTestServer() as server:  # doctest: +SKIP
@@ -479,6 +481,7 @@ class EmpowerIDTestServer:
         # Plain attributes: single reads/writes of them are atomic, so no lock is needed.
         self.reject_all_access_tokens = False
         self.on_api_request: Callable[[], object] | None = None
+        self.set_cookie_on_401: str | None = None
 
         self._lock = threading.Lock()
         self._refresh_index: dict[str, _Grant] = {}  # every refresh token ever issued
@@ -1009,10 +1012,12 @@ class EmpowerIDTestServer:
             )
         person_id, problem = self._check_bearer(record.header("Authorization"))
         if person_id is None:
+            cookie = self.set_cookie_on_401
             return _Answer.json(
                 401,
                 {"error": "invalid_token", "error_description": problem},
                 ("WWW-Authenticate", 'Bearer error="invalid_token"'),
+                *((("Set-Cookie", f"{cookie}; Path=/"),) if cookie else ()),
             )
         if path == "/api/forbidden":
             return _Answer.json(
