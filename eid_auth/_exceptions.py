@@ -16,6 +16,7 @@ or its attributes. The hierarchy::
 from __future__ import annotations
 
 from collections.abc import Iterable
+from urllib.parse import quote, quote_plus
 
 __all__ = [
     "ConfigurationError",
@@ -39,7 +40,9 @@ def redact(text: str, secrets: Iterable[str | None]) -> str:
     """
     for secret in secrets:
         if secret and len(secret) >= 4:
-            text = text.replace(secret, _REDACTED)
+            # Also as it travels in a form body or a URL.
+            for form in {secret, quote_plus(secret), quote(secret, safe="")}:
+                text = text.replace(form, _REDACTED)
     return text
 
 

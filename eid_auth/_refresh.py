@@ -27,13 +27,20 @@ from dataclasses import dataclass
 import anyio
 import anyio.to_thread
 
-from ._exceptions import MissingRefreshTokenError, TokenEndpointUnavailableError
+from ._exceptions import (
+    EmpowerIDAuthError,
+    MissingRefreshTokenError,
+    TokenEndpointUnavailableError,
+)
 from ._token import Token
 from ._token_endpoint import Adapter, TokenEndpoint
 
 __all__ = ["RefreshCoordinator"]
 
 logger = logging.getLogger("eid_auth")
+
+# How long a failed early refresh is not retried while the token is still valid.
+_EARLY_REFRESH_COOLDOWN = 15.0
 
 
 @dataclass(frozen=True)
@@ -43,9 +50,15 @@ class _State:
     # When to refresh proactively: None = never (expiry unknown, or nothing to
     # refresh with); -inf = now (no access token yet).
     refresh_at: float | None
+    # After a failed early refresh, a still-valid token is used until then.
+    not_before: float = float("-inf")
 
     def is_fresh(self, now: float) -> bool:
-        return self.token is not None and (self.refresh_at is None or now < self.refresh_at)
+        if self.token is None:
+            return False
+        if self.refresh_at is None or now < self.refresh_at:
+            return True
+        return now < self.not_before and not self.token.is_expired(now=now)
 
 
 def _make_state(token: Token | None, refresh_token: str | None, leeway: float) -> _State:
@@ -82,6 +95,10 @@ class _Flight:
         self._token: Token | None = None
         self._error: BaseException | None = None
         self._async_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        # The thread running the token request, and the new token while
+        # on_refresh runs: requests made from on_refresh itself get that token.
+        self.owner: int | None = None
+        self.pending: Token | None = None
 
     def finish(self, token: Token | None, error: BaseException | None) -> None:
         with self._lock:
@@ -113,9 +130,19 @@ class _Flight:
             future = None if self._done.is_set() else loop.create_future()
             if future is not None:
                 self._async_waiters.append((loop, future))
+        timed_out = False
         if future is not None:
             # Cancelling this waiter leaves the flight running for the others.
-            await future
+            try:
+                await asyncio.wait_for(future, timeout)
+            except asyncio.TimeoutError:
+                timed_out = True
+        if timed_out:
+            raise TokenEndpointUnavailableError(
+                f"gave up after {timeout:.0f}s waiting for another task's token refresh",
+                status_code=None,
+                attempts=0,
+            )
         return self._outcome()
 
     def _outcome(self) -> Token:
@@ -165,7 +192,13 @@ class RefreshCoordinator:
         if state.is_fresh(time.time()):
             assert state.token is not None
             return state.token
-        return self.replace(state.token, adapter)
+        try:
+            return self.replace(state.token, adapter)
+        except TokenEndpointUnavailableError:
+            token = self._still_valid()
+            if token is None:
+                raise
+            return token
 
     def replace(self, stale: Token | None, adapter: Adapter) -> Token:
         """A token newer than ``stale``: someone else's, or a refresh of our own."""
@@ -183,7 +216,25 @@ class RefreshCoordinator:
         if state.is_fresh(time.time()):
             assert state.token is not None
             return state.token
-        return await self.replace_async(state.token)
+        try:
+            return await self.replace_async(state.token)
+        except TokenEndpointUnavailableError:
+            token = self._still_valid()
+            if token is None:
+                raise
+            return token
+
+    def _still_valid(self) -> Token | None:
+        """After a failed early refresh: the current token, if it has not expired."""
+        token = self._state.token
+        if token is None or token.is_expired():
+            return None
+        logger.warning(
+            "early token refresh failed; the current access token stays in use "
+            "(it expires in %.0fs)",
+            token.expires_in() or 0.0,
+        )
+        return token
 
     async def replace_async(self, stale: Token | None) -> Token:
         flight, leader = self._join_or_lead(stale)
@@ -210,8 +261,18 @@ class RefreshCoordinator:
             if state.token is not stale and state.is_fresh(time.time()):
                 assert state.token is not None
                 return state.token, False  # already replaced by someone else
-            if self._flight is not None:
-                return self._flight, False
+            flight = self._flight
+            if flight is not None:
+                if flight.owner == threading.get_ident():
+                    # A request made from on_refresh (or from a hook of the token
+                    # client): waiting for this flight would wait for ourselves.
+                    if flight.pending is None:
+                        raise EmpowerIDAuthError(
+                            "a request with this EmpowerIDAuth was made from inside its "
+                            "own token request; do not give token_client this auth"
+                        )
+                    return flight.pending, False
+                return flight, False
             if state.refresh_token is None:
                 raise MissingRefreshTokenError(
                     "the access token needs replacing but there is no refresh token; "
@@ -224,6 +285,7 @@ class RefreshCoordinator:
         # Read under no lock: only the flight's leader changes the refresh token.
         refresh_token = self._state.refresh_token
         assert refresh_token is not None
+        flight.owner = threading.get_ident()
         token: Token | None = None
         error: Exception | None = None
         try:
@@ -241,11 +303,18 @@ class RefreshCoordinator:
             # Before anyone uses the new token, so that saved tokens are in the
             # order they were issued and a saved token is never older than one in use.
             if token is not None and self._on_refresh is not None:
+                flight.pending = token
                 self._call_on_refresh(token)
         finally:
             with self._lock:
                 if token is not None:
                     self._state = _make_state(token, token.refresh_token, self._leeway)
+                elif isinstance(error, TokenEndpointUnavailableError):
+                    # Early refreshes pause; a token that expires meanwhile is
+                    # still refreshed (is_fresh is False for it).
+                    self._state = dataclasses.replace(
+                        self._state, not_before=time.time() + _EARLY_REFRESH_COOLDOWN
+                    )
                 self._flight = None
             flight.finish(token, error)
 

@@ -58,8 +58,10 @@ class Token:
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.access_token, str) or not self.access_token:
-            raise ConfigurationError("Token.access_token must be a non-empty string")
+        if not isinstance(self.access_token, str) or not _is_header_safe(self.access_token):
+            raise ConfigurationError(
+                "Token.access_token must be a non-empty string of visible ASCII characters"
+            )
         if self.token_type.lower() != "bearer":
             raise ConfigurationError(f"Token.token_type must be 'Bearer', not {self.token_type!r}")
         if self.expires_at is not None and (
@@ -164,6 +166,11 @@ class Token:
             raise InvalidTokenResponseError(
                 "the token endpoint's answer has no access_token (or it is not a string)"
             )
+        if not _is_header_safe(access_token):
+            raise InvalidTokenResponseError(
+                "the token endpoint's access_token has characters that cannot travel "
+                "in an HTTP header (spaces, control or non-ASCII characters)"
+            )
         token_type = body.get("token_type", "Bearer")
         # RFC 6749 says token_type is case-insensitive; absent is taken as Bearer.
         if not isinstance(token_type, str) or token_type.lower() != "bearer":
@@ -219,3 +226,8 @@ def _as_text(value: Any) -> str | None:
     if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
         return " ".join(value)  # a scope sent as a JSON list
     return None
+
+
+def _is_header_safe(value: str) -> bool:
+    # Visible ASCII, as in RFC 6750's b64token and wider: no space, no control.
+    return bool(value) and all("!" <= c <= "~" for c in value)

@@ -316,7 +316,8 @@ def _token_endpoint_error(
         error = redact(str(raw_error), secrets) if raw_error else None
         if raw_description and raw_description != "null":
             description = redact(str(raw_description), secrets)[:500]
-    detail = description or redact(content[:200].decode("utf-8", "replace"), secrets)
+    # Redact before cutting, so that no secret survives cut in half.
+    detail = description or redact(content[:65536].decode("utf-8", "replace"), secrets)[:200]
     if error == "invalid_grant":
         hint = (
             "; an earlier attempt that got no answer may have used it already"

@@ -429,3 +429,124 @@ def test_interrupt_during_the_token_request_does_not_strand_waiters(
     # interrupt and not a hang.
     assert sorted(outcomes) == ["error", "error", "error", "interrupt"]
     assert auth.refresh().access_token  # and the next refresh works
+
+
+def test_failed_early_refresh_keeps_using_the_valid_token(
+    server: EmpowerIDTestServer, auth_factory: AuthFactory, flavour: str
+) -> None:
+    grant = server.issue_grant()
+    auth = auth_factory(
+        access_token=grant["access_token"],
+        refresh_token=grant["refresh_token"],
+        expires_at=time.time() + 50,  # inside the 60 s leeway, still valid
+        max_retries=1,
+    )
+    server.fail_next(FaultSpec(status=503), count=2)
+    for _ in range(3):
+        result = send(flavour, auth, "GET", server.api_url("/api/x"))
+        assert result.status == 200
+        assert result.sent_authorization == f"Bearer {grant['access_token']}"
+    # One early refresh (two attempts), then a pause instead of one per request.
+    assert server.token_requests == 2
+    assert server.refresh_grants == 0
+
+
+def test_failed_refresh_of_an_expired_token_is_the_callers_error(
+    server: EmpowerIDTestServer, auth_factory: AuthFactory
+) -> None:
+    grant = server.issue_grant()
+    auth = auth_factory(
+        access_token=grant["access_token"],
+        refresh_token=grant["refresh_token"],
+        expires_at=time.time() - 1,
+        max_retries=0,
+    )
+    server.fail_next(FaultSpec(status=503), count=1)
+    with pytest.raises(TokenEndpointUnavailableError):
+        requests.get(server.api_url("/api/x"), auth=auth, timeout=10)
+    # No pause for an expired token: the next request refreshes.
+    assert requests.get(server.api_url("/api/x"), auth=auth, timeout=10).status_code == 200
+
+
+def test_on_refresh_may_use_the_same_auth(
+    server: EmpowerIDTestServer, auth_factory: AuthFactory
+) -> None:
+    statuses: list[int] = []
+    holder: list[EmpowerIDAuth] = []
+
+    def save_through_the_api(token: Token) -> None:
+        # e.g. storing the token in a vault reached with this very auth
+        vault = requests.put(server.api_url("/api/vault"), auth=holder[0], timeout=10)
+        statuses.append(vault.status_code)
+
+    auth = auth_factory(on_refresh=save_through_the_api)
+    holder.append(auth)
+    started = time.monotonic()
+    assert requests.get(server.api_url("/api/x"), auth=auth, timeout=10).status_code == 200
+    assert time.monotonic() - started < 5  # no wait for its own refresh
+    assert statuses == [200]
+    assert server.refresh_grants == 1
+
+
+def test_async_waiters_give_up_after_the_longest_possible_refresh(
+    server: EmpowerIDTestServer, auth_factory: AuthFactory
+) -> None:
+    release = threading.Event()
+    auth = auth_factory(
+        on_refresh=lambda token: release.wait(20), timeout=0.1, max_retries=0
+    )  # the longest refresh is then 0.1 * 4 + 5 = 5.4 s
+    leader = threading.Thread(target=auth.refresh)
+    leader.start()
+    time.sleep(0.2)
+
+    async def one() -> int:
+        async with httpx.AsyncClient(auth=auth, timeout=30) as client:
+            return (await client.get(server.api_url("/api/x"))).status_code
+
+    started = time.monotonic()
+    with pytest.raises(TokenEndpointUnavailableError, match="gave up"):
+        asyncio.run(asyncio.wait_for(one(), 15))
+    assert time.monotonic() - started < 12
+    release.set()
+    leader.join(10)
+
+
+def test_redaction_survives_cutting_and_form_encoding() -> None:
+    from urllib.parse import quote_plus
+
+    secret = "Zm9v+YmFy/c2VjcmV0="
+    with EmpowerIDTestServer(client_secret=secret) as server:
+        refresh_token = server.issue_grant()["refresh_token"]
+        auth = EmpowerIDAuth(
+            token_endpoint=server.token_endpoint,
+            client_id=server.client_id,
+            client_secret=secret,
+            refresh_token=refresh_token,
+            max_retries=0,
+        )
+        for body in (
+            "<html>" + "x" * 180 + refresh_token + "</html>",
+            "bad request body: client_secret=" + quote_plus(secret),
+        ):
+            server.fail_next(FaultSpec(status=400, body=body.encode()), count=1)
+            with pytest.raises(Exception, match="HTTP 400") as caught:
+                auth.refresh()
+            message = str(caught.value)
+            assert refresh_token[:12] not in message
+            assert quote_plus(secret) not in message
+            assert secret not in message
+        auth.close()
+
+
+@pytest.mark.parametrize("access_token", ["has space", "new\nline", "ünï", "tab\t"])
+def test_access_token_that_cannot_be_a_header_is_rejected(
+    server: EmpowerIDTestServer, auth_factory: AuthFactory, access_token: str
+) -> None:
+    import json
+
+    auth = auth_factory()
+    body = json.dumps({"access_token": access_token, "expires_in": 3600}).encode()
+    server.fail_next(FaultSpec(status=200, body=body), count=1)
+    with pytest.raises(InvalidTokenResponseError, match="HTTP header") as caught:
+        auth.refresh()
+    assert access_token not in str(caught.value)
