@@ -188,6 +188,9 @@ class RefreshCoordinator:
 
     def token_for_request(self, adapter: Adapter) -> Token:
         """The token to send now, refreshed first if it is missing or expiring."""
+        pending = self._pending_for_this_thread()
+        if pending is not None:
+            return pending
         state = self._state
         if state.is_fresh(time.time()):
             assert state.token is not None
@@ -212,6 +215,9 @@ class RefreshCoordinator:
     # -- asyncio callers ----------------------------------------------------
 
     async def token_for_request_async(self) -> Token:
+        pending = self._pending_for_this_thread()
+        if pending is not None:
+            return pending
         state = self._state
         if state.is_fresh(time.time()):
             assert state.token is not None
@@ -223,6 +229,14 @@ class RefreshCoordinator:
             if token is None:
                 raise
             return token
+
+    def _pending_for_this_thread(self) -> Token | None:
+        # Requests made from on_refresh get the token being saved, not the old
+        # one (which a 401 may just have rejected). No lock: one attribute read.
+        flight = self._flight
+        if flight is not None and flight.owner == threading.get_ident():
+            return flight.pending
+        return None
 
     def _still_valid(self) -> Token | None:
         """After a failed early refresh: the current token, if it has not expired."""

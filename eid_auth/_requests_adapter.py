@@ -49,7 +49,8 @@ class _RetryOn401:
     def __init__(self, auth: RequestsAdapter, token: Token) -> None:
         self._auth = auth
         self._token = token
-        # Copies of the request (redirects) share this hook; one retry in all.
+        # Copies of the request (redirects) share this hook; one retry in all,
+        # even if the server hands out the same access token again.
         self._spent = False
 
     def __call__(self, r: requests.Response, **kwargs: Any) -> requests.Response:

@@ -484,8 +484,16 @@ def test_on_refresh_may_use_the_same_auth(
     started = time.monotonic()
     assert requests.get(server.api_url("/api/x"), auth=auth, timeout=10).status_code == 200
     assert time.monotonic() - started < 5  # no wait for its own refresh
-    assert statuses == [200]
-    assert server.refresh_grants == 1
+    # Now a refresh caused by a 401: the old token still looks valid locally.
+    server.expire_access_tokens()
+    assert requests.get(server.api_url("/api/x"), auth=auth, timeout=10).status_code == 200
+    assert statuses == [200, 200]
+    assert server.refresh_grants == 2
+    vault = [r for r in server.api_requests if r.path == "/api/vault"]
+    assert auth.token is not None
+    # Each save went out once, with the token being saved.
+    assert len(vault) == 2
+    assert vault[-1].header("Authorization") == f"Bearer {auth.token.access_token}"
 
 
 def test_async_waiters_give_up_after_the_longest_possible_refresh(
