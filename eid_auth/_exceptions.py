@@ -15,6 +15,8 @@ or its attributes. The hierarchy::
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterable
 from urllib.parse import quote, quote_plus
 
@@ -38,10 +40,14 @@ def redact(text: str, secrets: Iterable[str | None]) -> str:
     Server-provided text (an ``error_description``, a non-JSON body) is quoted
     in our messages; a server may echo what it was sent, so it is scrubbed.
     """
+    # JSON bodies quoted as raw text may escape characters (.NET writes "+" as
+    # \u002B): unescape first so that the secret is recognised.
+    text = re.sub(r"\\u([0-9a-fA-F]{4})", lambda m: chr(int(m.group(1), 16)), text)
     for secret in secrets:
         if secret and len(secret) >= 4:
             # Also as it travels in a form body or a URL.
-            for form in {secret, quote_plus(secret), quote(secret, safe="")}:
+            forms = {secret, quote_plus(secret), quote(secret, safe=""), json.dumps(secret)[1:-1]}
+            for form in forms:
                 text = text.replace(form, _REDACTED)
     return text
 

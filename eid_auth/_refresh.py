@@ -35,7 +35,7 @@ from ._exceptions import (
 from ._token import Token
 from ._token_endpoint import Adapter, TokenEndpoint
 
-__all__ = ["RefreshCoordinator"]
+__all__ = ["RefreshCoordinator", "same_access_token"]
 
 logger = logging.getLogger("eid_auth")
 
@@ -147,9 +147,26 @@ class _Flight:
 
     def _outcome(self) -> Token:
         if self._error is not None:
-            raise self._error.with_traceback(None)
+            # Each waiter raises its own copy: a shared object would collect one
+            # thread's exception context (and its request) for all the others.
+            raise _copy_error(self._error)
         assert self._token is not None
         return self._token
+
+
+def _copy_error(error: BaseException) -> BaseException:
+    copy = type(error).__new__(type(error), *error.args)
+    copy.__dict__.update(error.__dict__)
+    copy.args = error.args
+    return copy
+
+
+def same_access_token(a: Token | None, b: Token | None) -> bool:
+    """Whether two tokens carry the same access token (a rotated refresh token
+    alone does not make a token new to the API)."""
+    if a is None or b is None:
+        return a is b
+    return a.access_token == b.access_token
 
 
 def _resolve(future: asyncio.Future[None]) -> None:
@@ -272,7 +289,7 @@ class RefreshCoordinator:
     def _join_or_lead(self, stale: Token | None) -> tuple[_Flight | Token, bool]:
         with self._lock:
             state = self._state
-            if state.token is not stale and state.is_fresh(time.time()):
+            if not same_access_token(state.token, stale) and state.is_fresh(time.time()):
                 assert state.token is not None
                 return state.token, False  # already replaced by someone else
             flight = self._flight

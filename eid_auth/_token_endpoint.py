@@ -8,6 +8,7 @@ run on a thread of their own, so no event loop is ever needed to finish one.
 
 from __future__ import annotations
 
+import base64
 import datetime
 import email.utils
 import json
@@ -84,6 +85,12 @@ class TokenEndpoint:
         self.client_id = client_id
         self._client_auth = ClientAuth(client_id, client_secret, client_auth)
         self._client_secret = client_secret
+        # What an echoed "Authorization: Basic ..." header would show.
+        self._basic_credentials = tuple(
+            base64.b64encode(f"{client_id}:{client_secret}".encode(enc)).decode()
+            for enc in ("latin-1", "utf-8")
+            if _encodes(f"{client_id}:{client_secret}", enc)
+        )
         self.scope = scope
         self._api_key = api_key
         self.timeout = timeout
@@ -139,7 +146,7 @@ class TokenEndpoint:
         """
         request = self.build_refresh_request(refresh_token)
         client = self._client_for(adapter)
-        secrets = (refresh_token, self._client_secret, self._api_key)
+        secrets = (refresh_token, self._client_secret, self._api_key, *self._basic_credentials)
         attempts = self.max_retries + 1
         for attempt in range(1, attempts + 1):
             requested_at = time.time()
@@ -346,6 +353,14 @@ def _token_endpoint_error(
         error_description=description,
         status_code=status,
     )
+
+
+def _encodes(text: str, encoding: str) -> bool:
+    try:
+        text.encode(encoding)
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _parse_retry_after(value: str | None) -> float | None:

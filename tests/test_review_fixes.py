@@ -558,3 +558,77 @@ def test_access_token_that_cannot_be_a_header_is_rejected(
     with pytest.raises(InvalidTokenResponseError, match="HTTP header") as caught:
         auth.refresh()
     assert access_token not in str(caught.value)
+
+
+def test_a_401_after_a_salvaged_refresh_token_refreshes(
+    server: EmpowerIDTestServer, auth_factory: AuthFactory, flavour: str
+) -> None:
+    import json
+
+    auth = auth_factory()
+    auth.refresh()
+    # An unusable answer that carries a refresh token the server knows.
+    live = server.issue_grant()["refresh_token"]
+    body = json.dumps({"access_token": "x", "expires_in": 0, "refresh_token": live}).encode()
+    server.fail_next(FaultSpec(status=200, body=body), count=1)
+    with pytest.raises(InvalidTokenResponseError):
+        auth.refresh()
+    server.expire_access_tokens()
+    # Same access token as before the salvage: a 401 for it must refresh, not
+    # re-send it unchanged.
+    result = send(flavour, auth, "GET", server.api_url("/api/x"))
+    assert result.status == 200
+    assert server.token_request_log[-1].form["refresh_token"] == live
+
+
+def test_every_waiter_gets_its_own_error_object(
+    server: EmpowerIDTestServer, auth_factory: AuthFactory
+) -> None:
+    auth = auth_factory(max_retries=0)
+    server.fail_next(FaultSpec(status=503, delay=0.5), count=1)
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def call() -> None:
+        try:
+            auth.refresh()
+        except TokenEndpointUnavailableError as exc:
+            with lock:
+                errors.append(exc)
+
+    threads = [threading.Thread(target=call) for _ in range(5)]
+    for t in threads:
+        t.start()
+        time.sleep(0.02)
+    for t in threads:
+        t.join(10)
+    assert len(errors) == 5
+    assert len({id(e) for e in errors}) == 5
+    assert len({str(e) for e in errors}) == 1
+
+
+def test_json_escaped_and_basic_header_echoes_are_redacted() -> None:
+    import base64
+
+    secret = "Zm9v+YmFy/c2VjcmV0"
+    with EmpowerIDTestServer(client_secret=secret) as server:
+        basic = base64.b64encode(f"{server.client_id}:{secret}".encode()).decode()
+        auth = EmpowerIDAuth(
+            token_endpoint=server.token_endpoint,
+            client_id=server.client_id,
+            client_secret=secret,
+            refresh_token=server.issue_grant()["refresh_token"],
+            client_auth="client_secret_basic",
+            max_retries=0,
+        )
+        escaped = secret.replace("+", "\\u002B")  # as .NET's JSON writer escapes it
+        for body in (
+            '{"error": "invalid_request", "received": "' + escaped + '"}',
+            "<html>bad header Authorization: Basic " + basic + "</html>",
+        ):
+            server.fail_next(FaultSpec(status=400, body=body.encode()), count=1)
+            with pytest.raises(Exception, match="HTTP 400") as caught:
+                auth.refresh()
+            for needle in (secret, escaped, basic):
+                assert needle not in str(caught.value)
+        auth.close()
