@@ -19,6 +19,8 @@ __all__ = ["HTTPXAdapter"]
 
 
 def _replayable(request: httpx.Request) -> bool:
+    if isinstance(request.stream, httpx.ByteStream):
+        return True  # bytes in memory; httpx builds redirect hops this way too
     try:
         _ = request.content
     except httpx.RequestNotRead:

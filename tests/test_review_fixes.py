@@ -632,3 +632,67 @@ def test_json_escaped_and_basic_header_echoes_are_redacted() -> None:
             for needle in (secret, escaped, basic):
                 assert needle not in str(caught.value)
         auth.close()
+
+
+def test_a_401_from_another_origin_after_a_redirect_does_not_refresh(
+    server: EmpowerIDTestServer,
+    auth_factory: AuthFactory,
+    other_origin: EmpowerIDTestServer,
+    flavour: str,
+) -> None:
+    auth = auth_factory()
+    auth.refresh()
+    elsewhere = other_origin.api_url("/api/landing")
+    result = send(flavour, auth, "GET", server.api_url(f"/api/redirect?to={elsewhere}"))
+    # The other host never saw our token; its 401 is not about our token.
+    assert result.status == 401
+    assert server.refresh_grants == 1
+    assert len(other_origin.api_requests) == 1
+
+
+def test_a_slow_refresh_does_not_starve_a_tiny_sync_pool(
+    server: EmpowerIDTestServer, auth_factory: AuthFactory
+) -> None:
+    auth = auth_factory()
+    auth.refresh()
+    server.expire_access_tokens()
+    server.fail_next(FaultSpec(status=200, delay=2.0), count=1)
+    limits = httpx.Limits(max_connections=2)
+    timeout = httpx.Timeout(10, pool=1.0)
+    with httpx.Client(auth=auth, limits=limits, timeout=timeout) as client:
+        barrier = threading.Barrier(10, timeout=10)
+        statuses: list[int] = []
+
+        def one() -> None:
+            barrier.wait()
+            statuses.append(client.get(server.api_url("/api/x")).status_code)
+
+        threads = [threading.Thread(target=one) for _ in range(10)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+    assert statuses == [200] * 10
+    assert server.refresh_grants == 2
+
+
+def test_a_401_after_a_same_origin_get_redirect_is_retried(
+    server: EmpowerIDTestServer, auth_factory: AuthFactory, flavour: str
+) -> None:
+    auth = auth_factory()
+    auth.refresh()
+    calls: list[int] = []
+
+    def expire_after_the_first_hop() -> None:
+        calls.append(1)
+        if len(calls) == 2:
+            server.expire_access_tokens()
+
+    server.on_api_request = expire_after_the_first_hop
+    result = send(flavour, auth, "GET", server.api_url("/api/redirect?to=/api/orders/1"))
+    assert result.status == 200
+    assert [r.path for r in server.api_requests] == [
+        "/api/redirect?to=/api/orders/1",
+        "/api/orders/1",
+        "/api/orders/1",
+    ]
