@@ -650,6 +650,11 @@ def test_a_401_from_another_origin_after_a_redirect_does_not_refresh(
     assert len(other_origin.api_requests) == 1
 
 
+@pytest.mark.skipif(
+    tuple(int(p) for p in httpx.__version__.split(".")[:2]) < (0, 28),
+    reason="httpx 0.24's sync pool (httpcore 0.17) fails this with EBADF inside httpcore; "
+    "not yet investigated",
+)
 def test_a_slow_refresh_does_not_starve_a_tiny_sync_pool(
     server: EmpowerIDTestServer, auth_factory: AuthFactory
 ) -> None:
