@@ -53,19 +53,24 @@ def test_api_key_does_not_follow_a_cross_origin_redirect_with_requests(
     assert server.api_requests[-1].header("X-EmpowerID-API-Key") == "the-api-key"
 
 
+def _expire_tokens_after_the_first_hop(server: EmpowerIDTestServer) -> None:
+    """The redirect's first hop succeeds; the hop after it meets a 401."""
+    calls: list[int] = []
+
+    def hook() -> None:
+        calls.append(1)
+        if len(calls) == 2:
+            server.expire_access_tokens()
+
+    server.on_api_request = hook
+
+
 def test_a_401_after_a_redirect_resends_only_that_hop(
     server: EmpowerIDTestServer, auth_factory: AuthFactory, flavour: str
 ) -> None:
     auth = auth_factory()
     auth.refresh()
-    calls: list[int] = []
-
-    def expire_after_the_first_hop() -> None:
-        calls.append(1)
-        if len(calls) == 2:
-            server.expire_access_tokens()
-
-    server.on_api_request = expire_after_the_first_hop
+    _expire_tokens_after_the_first_hop(server)
     result = send(flavour, auth, "POST", server.api_url("/api/redirect?to=/api/orders/1"), json={})
     assert result.status == 200
     # The POST succeeded once and is not sent again; only the GET that got the 401 is.
@@ -686,14 +691,7 @@ def test_a_401_after_a_same_origin_get_redirect_is_retried(
 ) -> None:
     auth = auth_factory()
     auth.refresh()
-    calls: list[int] = []
-
-    def expire_after_the_first_hop() -> None:
-        calls.append(1)
-        if len(calls) == 2:
-            server.expire_access_tokens()
-
-    server.on_api_request = expire_after_the_first_hop
+    _expire_tokens_after_the_first_hop(server)
     result = send(flavour, auth, "GET", server.api_url("/api/redirect?to=/api/orders/1"))
     assert result.status == 200
     assert [r.path for r in server.api_requests] == [
