@@ -43,6 +43,9 @@ def redact(text: str, secrets: Iterable[str | None]) -> str:
     # JSON bodies quoted as raw text may escape characters (.NET writes "+" as
     # \u002B): unescape first so that the secret is recognised.
     text = re.sub(r"\\u([0-9a-fA-F]{4})", lambda m: chr(int(m.group(1), 16)), text)
+    # Rejoin escaped surrogate pairs (emoji); a lone one becomes U+FFFD, so the
+    # message stays encodable for log files.
+    text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
     for secret in secrets:
         if secret and len(secret) >= 4:
             # Also as it travels in a form body or a URL.

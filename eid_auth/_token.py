@@ -211,9 +211,10 @@ def _parse_expires_in(value: Any) -> float:
             number = math.nan
     else:
         number = math.nan
-    if not math.isfinite(number) or number <= 0 or number > _MAX_EXPIRES_IN:
+    # Under a second, every request would refresh: a unit mistake, not a lifetime.
+    if not math.isfinite(number) or number < 1 or number > _MAX_EXPIRES_IN:
         raise InvalidTokenResponseError(
-            f"the token endpoint's expires_in {value!r} is not a positive number of seconds"
+            f"the token endpoint's expires_in {value!r} is not a number of seconds >= 1"
         )
     return number
 

@@ -147,7 +147,10 @@ def test_saved_tokens_follow_issue_order_when_a_401_hits_during_on_refresh(
 def test_keyboard_interrupt_in_on_refresh_does_not_strand_waiters(
     server: EmpowerIDTestServer, auth_factory: AuthFactory
 ) -> None:
+    entered = threading.Event()
+
     def interrupted(token: Token) -> None:
+        entered.set()
         time.sleep(0.2)
         raise KeyboardInterrupt
 
@@ -162,7 +165,8 @@ def test_keyboard_interrupt_in_on_refresh_does_not_strand_waiters(
 
     lead = threading.Thread(target=leader)
     lead.start()
-    time.sleep(0.05)
+    # Join only once the other thread leads, so the interrupt is never ours.
+    assert entered.wait(10)
     statuses = [requests.get(server.api_url("/api/x"), auth=auth, timeout=30).status_code]
     lead.join(10)
     assert [type(e) for e in leader_saw] == [KeyboardInterrupt]
@@ -699,3 +703,15 @@ def test_a_401_after_a_same_origin_get_redirect_is_retried(
         "/api/orders/1",
         "/api/orders/1",
     ]
+
+
+def test_escaped_emoji_in_an_error_stays_encodable(
+    server: EmpowerIDTestServer, auth_factory: AuthFactory
+) -> None:
+    auth = auth_factory(max_retries=0)
+    body = b'{"error": "invalid_request", "message": "bad scope \\ud83d\\ude00 \\ud83d"}'
+    server.fail_next(FaultSpec(status=400, body=body), count=1)
+    with pytest.raises(Exception, match="HTTP 400") as caught:
+        auth.refresh()
+    str(caught.value).encode("utf-8")  # no lone surrogates
+    assert "\U0001f600" in str(caught.value)

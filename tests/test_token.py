@@ -74,6 +74,8 @@ def test_token_type_is_case_insensitive() -> None:
         ({"token_type": "MAC"}, "Bearer"),
         ({"token_type": None}, "Bearer"),
         ({"expires_in": 0}, "expires_in"),
+        ({"expires_in": 0.5}, "expires_in"),
+        ({"expires_in": 5e-324}, "expires_in"),
         ({"expires_in": -1}, "expires_in"),
         ({"expires_in": True}, "expires_in"),
         ({"expires_in": "NaN"}, "expires_in"),
@@ -202,7 +204,7 @@ def test_any_answer_gives_a_valid_token_or_the_documented_error(answer: dict[str
 @given(
     st.one_of(
         st.integers(min_value=1, max_value=10**9),
-        st.floats(min_value=0.001, max_value=1e9),
+        st.floats(min_value=1.0, max_value=1e9),
     )
 )
 def test_any_positive_expires_in_counts_from_the_request(expires_in: float) -> None:
