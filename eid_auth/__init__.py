@@ -22,6 +22,7 @@ from ._exceptions import (
     MissingRefreshTokenError,
     TokenEndpointError,
     TokenEndpointUnavailableError,
+    TokenStoreError,
 )
 from ._token import Token
 
@@ -41,5 +42,6 @@ __all__ = [
     "Token",
     "TokenEndpointError",
     "TokenEndpointUnavailableError",
+    "TokenStoreError",
     "__version__",
 ]

@@ -18,6 +18,7 @@ from ._refresh import RefreshCoordinator
 from ._requests_adapter import RequestsAdapter
 from ._token import Token
 from ._token_endpoint import ClientAuthMethod, HTTPClient, TokenEndpoint
+from .stores import MemoryTokenStore, TokenStore
 
 __all__ = ["EmpowerIDAuth"]
 
@@ -59,6 +60,12 @@ class EmpowerIDAuth(RequestsAdapter, HTTPXAdapter):
         token_client: the ``requests.Session`` or ``httpx.Client`` to send token
             requests with (proxies, TLS settings, transports, mocks). By default
             a private one of the calling library, configured from the environment.
+        store: where the token lives, shared with every process using the same
+            store (``eid_auth.stores``): ``FileTokenStore(path)`` for the
+            processes of one machine, ``RedisTokenStore`` for many machines.
+            By default the token stays in this object's memory. With a store,
+            ``refresh_token=``/``token=`` only seed an empty store (a store that
+            holds a token wins) and may be left out once the store is seeded.
 
     Raises:
         ConfigurationError: when the arguments cannot work; the message says why.
@@ -95,6 +102,7 @@ class EmpowerIDAuth(RequestsAdapter, HTTPXAdapter):
         max_retries: int = 2,
         backoff_factor: float = 0.5,
         token_client: HTTPClient | None = None,
+        store: TokenStore | None = None,
     ) -> None:
         url = _token_endpoint_url(token_endpoint, server)
         for name, value in (("client_id", client_id), ("client_secret", client_secret)):
@@ -137,7 +145,14 @@ class EmpowerIDAuth(RequestsAdapter, HTTPXAdapter):
                 "token_client must be a requests.Session or an httpx.Client (token requests "
                 f"run on a thread of their own), not {type(token_client).__name__}"
             )
-        initial = _initial_token(token, refresh_token, access_token, expires_at)
+        if store is not None and not isinstance(store, TokenStore):
+            raise ConfigurationError(
+                "store must be an eid_auth.stores.TokenStore (MemoryTokenStore, "
+                f"FileTokenStore, RedisTokenStore), not {type(store).__name__}"
+            )
+        initial = _initial_token(
+            token, refresh_token, access_token, expires_at, required=store is None
+        )
 
         self._api_key = api_key
         self._endpoint = TokenEndpoint(
@@ -153,10 +168,12 @@ class EmpowerIDAuth(RequestsAdapter, HTTPXAdapter):
             token_client=token_client,
         )
         self._client_auth = client_auth
+        self._store = MemoryTokenStore() if store is None else store
         self._coordinator = RefreshCoordinator(
             endpoint=self._endpoint,
-            token=initial if isinstance(initial, Token) else None,
-            refresh_token=initial.refresh_token if isinstance(initial, Token) else initial,
+            store=self._store,
+            seed=initial,
+            shared=store is not None,
             leeway=float(leeway),
             on_refresh=on_refresh,
         )
@@ -174,8 +191,14 @@ class EmpowerIDAuth(RequestsAdapter, HTTPXAdapter):
         return self._endpoint.url
 
     @property
+    def store(self) -> TokenStore:
+        """Where the token lives (a private ``MemoryTokenStore`` unless ``store=`` was given)."""
+        return self._store
+
+    @property
     def token(self) -> Token | None:
-        """The current token, or None before the first refresh."""
+        """The current token, or None before the first refresh (or, with a
+        ``store=``, before the first request reads the store)."""
         return self._coordinator.token
 
     def refresh(self) -> Token:
@@ -276,8 +299,11 @@ def _initial_token(
     refresh_token: str | None,
     access_token: str | None,
     expires_at: float | None,
-) -> Token | str:
-    """The starting point: a ``Token``, or just a refresh token to redeem first."""
+    *,
+    required: bool,
+) -> Token | str | None:
+    """The starting point: a ``Token``, or just a refresh token to redeem first
+    (``None``: a store must already hold the token)."""
     if token is not None:
         if refresh_token is not None or access_token is not None or expires_at is not None:
             raise ConfigurationError(
@@ -290,7 +316,7 @@ def _initial_token(
         return Token(access_token=access_token, expires_at=expires_at, refresh_token=refresh_token)
     if expires_at is not None:
         raise ConfigurationError("expires_at needs access_token= (it is that token's expiry)")
-    if refresh_token is None:
+    if refresh_token is None and required:
         raise ConfigurationError(
             "give refresh_token= (or access_token=, or token= with a saved Token): "
             "without one there is nothing to authenticate with"

@@ -10,7 +10,8 @@ or its attributes. The hierarchy::
     │   ├── InvalidGrantError           refresh token expired, revoked or already used
     │   └── InvalidClientError          client_id / client_secret rejected
     ├── InvalidTokenResponseError       a 2xx answer that is not a valid token response
-    └── TokenEndpointUnavailableError   connection errors, timeouts, 5xx, 429 after retries
+    ├── TokenEndpointUnavailableError   connection errors, timeouts, 5xx, 429 after retries
+    └── TokenStoreError                 a token store cannot be read, written or locked
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ __all__ = [
     "MissingRefreshTokenError",
     "TokenEndpointError",
     "TokenEndpointUnavailableError",
+    "TokenStoreError",
 ]
 
 _REDACTED = "[redacted]"
@@ -124,3 +126,11 @@ class TokenEndpointUnavailableError(EmpowerIDAuthError):
         super().__init__(message)
         self.status_code = status_code
         self.attempts = attempts
+
+
+class TokenStoreError(EmpowerIDAuthError):
+    """A token store (file, Redis, ...) could not be read, written or locked.
+
+    The message names the store and what to do; it never carries a token or a
+    password. Nothing in the store was changed by the failed operation.
+    """

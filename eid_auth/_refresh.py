@@ -7,7 +7,7 @@ every other caller, thread or asyncio task, waits for that flight instead of
 sending a refresh grant of its own.
 
 A flight always runs the token request on a thread: the leader's own thread
-for synchronous callers, a new daemon thread for asyncio callers. So a flight
+for synchronous callers, a new thread for asyncio callers. So a flight
 never needs an event loop to finish, a cancelled task cannot abandon a refresh
 half-way (losing a rotated refresh token), and a synchronous caller blocking an
 event loop's thread cannot deadlock with a task of that loop.
@@ -19,8 +19,10 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import os
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -29,11 +31,14 @@ import anyio.to_thread
 
 from ._exceptions import (
     EmpowerIDAuthError,
+    InvalidGrantError,
     MissingRefreshTokenError,
     TokenEndpointUnavailableError,
+    TokenStoreError,
 )
 from ._token import Token
 from ._token_endpoint import Adapter, TokenEndpoint
+from .stores import StoredToken, TokenStore
 
 __all__ = ["RefreshCoordinator", "same_access_token"]
 
@@ -41,6 +46,11 @@ logger = logging.getLogger("eid_auth")
 
 # How long a failed early refresh is not retried while the token is still valid.
 _EARLY_REFRESH_COOLDOWN = 15.0
+# How long a refresh token the server refused (invalid_grant) is not sent again:
+# requests fail fast instead of hammering the token endpoint with a dead token.
+INVALID_GRANT_MEMORY = 60.0
+# Failures that leave a still-valid token usable: nobody said it is bad.
+_TRANSIENT = (TokenEndpointUnavailableError, TokenStoreError)
 
 
 @dataclass(frozen=True)
@@ -175,23 +185,42 @@ def _resolve(future: asyncio.Future[None]) -> None:
 
 
 class RefreshCoordinator:
-    """Holds the current token and makes sure one refresh runs at a time."""
+    """Holds the current token and makes sure one refresh runs at a time.
+
+    Within a process, the flight makes threads and tasks share one refresh.
+    Across processes, the store's lock does: the flight's leader takes it,
+    re-reads the store, and refreshes only if the store still holds the token
+    that needed replacing.
+    """
 
     def __init__(
         self,
         *,
         endpoint: TokenEndpoint,
-        token: Token | None,
-        refresh_token: str | None,
+        store: TokenStore,
+        seed: Token | str | None,
+        shared: bool,
         leeway: float,
         on_refresh: Callable[[Token], object] | None,
     ) -> None:
         self._endpoint = endpoint
+        self._store = store
+        self._seed = seed
+        # A store only we use holds what we hold: no need to read it first.
+        self._shared = shared
         self._leeway = leeway
         self._on_refresh = on_refresh
         self._lock = threading.Lock()
         self._flight: _Flight | None = None
-        self._state = _make_state(token, refresh_token, leeway)
+        # A refreshed record the store refused to take, written again next time.
+        self._unsaved: StoredToken | None = None
+        if shared:
+            self._state = _State(None, None, float("-inf"))
+        else:
+            record = self._seed_record()
+            store.write(record)
+            self._state = _make_state(record.token, record.refresh_token, leeway)
+        _live.add(self)
 
     @property
     def token(self) -> Token | None:
@@ -199,7 +228,15 @@ class RefreshCoordinator:
 
     @property
     def can_refresh(self) -> bool:
-        return self._state.refresh_token is not None
+        # A shared store may hold a refresh token this process has not seen.
+        return self._state.refresh_token is not None or self._shared
+
+    @property
+    def longest_wait(self) -> float:
+        """How long a caller may wait for a refresh: for a shared store, its
+        lock (another process's refresh) and then our own refresh."""
+        longest = self._endpoint.longest_refresh
+        return 2 * longest + 10.0 if self._shared else longest
 
     # -- synchronous callers ------------------------------------------------
 
@@ -214,7 +251,7 @@ class RefreshCoordinator:
             return state.token
         try:
             return self.replace(state.token, adapter)
-        except TokenEndpointUnavailableError:
+        except _TRANSIENT:
             token = self._still_valid()
             if token is None:
                 raise
@@ -226,8 +263,8 @@ class RefreshCoordinator:
         if isinstance(flight, Token):
             return flight
         if leader:
-            self._run(flight, adapter)
-        return flight.wait(self._endpoint.longest_refresh)
+            self._run(flight, adapter, stale)
+        return flight.wait(self.longest_wait)
 
     # -- asyncio callers ----------------------------------------------------
 
@@ -241,11 +278,28 @@ class RefreshCoordinator:
             return state.token
         try:
             return await self.replace_async(state.token)
-        except TokenEndpointUnavailableError:
+        except _TRANSIENT:
             token = self._still_valid()
             if token is None:
                 raise
             return token
+
+    async def replace_async(self, stale: Token | None) -> Token:
+        flight, leader = self._join_or_lead(stale)
+        if isinstance(flight, Token):
+            return flight
+        if leader:
+            # Not a daemon: at interpreter exit the refresh is finished (and its
+            # on_refresh run) rather than killed after the server rotated the token.
+            thread = threading.Thread(
+                target=self._run, args=(flight, "httpx", stale), name="eid_auth-refresh"
+            )
+            try:
+                thread.start()
+            except BaseException as exc:
+                self._abandon(flight, f"could not start the refresh thread ({exc})")
+                raise
+        return await flight.wait_async(self.longest_wait)
 
     def _pending_for_this_thread(self) -> Token | None:
         # Requests made from on_refresh get the token being saved, not the old
@@ -267,23 +321,6 @@ class RefreshCoordinator:
         )
         return token
 
-    async def replace_async(self, stale: Token | None) -> Token:
-        flight, leader = self._join_or_lead(stale)
-        if isinstance(flight, Token):
-            return flight
-        if leader:
-            # Not a daemon: at interpreter exit the refresh is finished (and its
-            # on_refresh run) rather than killed after the server rotated the token.
-            thread = threading.Thread(
-                target=self._run, args=(flight, "httpx"), name="eid_auth-refresh"
-            )
-            try:
-                thread.start()
-            except BaseException as exc:
-                self._abandon(flight, f"could not start the refresh thread ({exc})")
-                raise
-        return await flight.wait_async(self._endpoint.longest_refresh)
-
     # -- the flight -----------------------------------------------------------
 
     def _join_or_lead(self, stale: Token | None) -> tuple[_Flight | Token, bool]:
@@ -304,7 +341,7 @@ class RefreshCoordinator:
                         )
                     return flight.pending, False
                 return flight, False
-            if state.refresh_token is None:
+            if state.refresh_token is None and not self._shared:
                 raise MissingRefreshTokenError(
                     "the access token needs replacing but there is no refresh token; "
                     "give EmpowerIDAuth a refresh_token (or a token= that has one)"
@@ -312,16 +349,13 @@ class RefreshCoordinator:
             self._flight = _Flight()
             return self._flight, True
 
-    def _run(self, flight: _Flight, adapter: Adapter) -> None:
-        # Read under no lock: only the flight's leader changes the refresh token.
-        refresh_token = self._state.refresh_token
-        assert refresh_token is not None
+    def _run(self, flight: _Flight, adapter: Adapter, stale: Token | None) -> None:
         flight.owner = threading.get_ident()
-        token: Token | None = None
+        record: StoredToken | None = None
+        refreshed = False
         error: Exception | None = None
         try:
-            logger.debug("refreshing the access token at %s", self._endpoint.url)
-            token = self._endpoint.refresh(refresh_token, adapter, self._keep_refresh_token)
+            record, refreshed = self._replace_in_store(stale, adapter)
         except Exception as exc:
             error = exc
             logger.warning("token refresh failed: %s", exc)
@@ -330,17 +364,19 @@ class RefreshCoordinator:
             # others get an ordinary error.
             self._abandon(flight, "the refreshing thread was interrupted")
             raise
+        token = None if record is None else record.token
         try:
-            # Before anyone uses the new token, so that saved tokens are in the
-            # order they were issued and a saved token is never older than one in use.
-            if token is not None and self._on_refresh is not None:
+            # Before anyone here uses the new token, so that saved tokens are in
+            # the order they were issued and a saved token is never older than
+            # one in use.
+            if refreshed and token is not None and self._on_refresh is not None:
                 flight.pending = token
                 self._call_on_refresh(token)
         finally:
             with self._lock:
-                if token is not None:
-                    self._state = _make_state(token, token.refresh_token, self._leeway)
-                elif isinstance(error, TokenEndpointUnavailableError):
+                if record is not None:
+                    self._state = _make_state(record.token, record.refresh_token, self._leeway)
+                elif isinstance(error, _TRANSIENT):
                     # Early refreshes pause; a token that expires meanwhile is
                     # still refreshed (is_fresh is False for it).
                     self._state = dataclasses.replace(
@@ -349,6 +385,168 @@ class RefreshCoordinator:
                 self._flight = None
             flight.finish(token, error)
 
+    def _replace_in_store(self, stale: Token | None, adapter: Adapter) -> tuple[StoredToken, bool]:
+        """Under the store's lock: adopt a newer stored token, or refresh and store.
+
+        Returns the record now current and whether we refreshed.
+        """
+        with self._store.lock(timeout=self._endpoint.longest_refresh):
+            record = self._current_record()
+            if record.invalid_grant_at is not None:
+                self._raise_remembered_invalid_grant(record)
+            current = record.token
+            if (
+                current is not None
+                and not same_access_token(current, stale)
+                and _make_state(current, record.refresh_token, self._leeway).is_fresh(time.time())
+            ):
+                logger.debug(
+                    "using the token another refresh stored in %s", self._store.describe()
+                )
+                return record, False
+            if record.refresh_token is None:
+                raise MissingRefreshTokenError(
+                    f"the access token needs replacing but there is no refresh token "
+                    f"(in {self._store.describe()}); give EmpowerIDAuth a refresh_token"
+                )
+
+            def keep_refresh_token(refresh_token: str) -> None:
+                # A rotated refresh token from an unusable answer: the old one
+                # is spent, so the new one must be stored before anything else.
+                nonlocal record
+                token = record.token
+                if token is not None:
+                    token = dataclasses.replace(token, refresh_token=refresh_token)
+                record = dataclasses.replace(
+                    record,
+                    generation=record.generation + 1,
+                    token=token,
+                    refresh_token=refresh_token,
+                    updated_at=time.time(),
+                )
+                self._write(record)
+                with self._lock:
+                    self._state = _make_state(token, refresh_token, self._leeway)
+
+            logger.debug("refreshing the access token at %s", self._endpoint.url)
+            try:
+                token = self._endpoint.refresh(record.refresh_token, adapter, keep_refresh_token)
+            except InvalidGrantError as exc:
+                self._remember_invalid_grant(record, exc)
+                raise
+            new = record.successor(token)
+            self._write(new)
+            logger.info(
+                "refreshed the access token (expires in %s)",
+                "?" if token.expires_in() is None else f"{token.expires_in():.0f}s",
+            )
+            return new, True
+
+    def _current_record(self) -> StoredToken:
+        """The store's record (under its lock), seeded or repaired where needed."""
+        if not self._shared:
+            record = self._store.read()
+            assert record is not None
+            return record
+        record = self._store.read()
+        unsaved, self._unsaved = self._unsaved, None
+        if unsaved is not None and (record is None or record.generation < unsaved.generation):
+            # Our last refresh could not be stored, and nobody wrote since: the
+            # store still holds the spent refresh token. Store ours now.
+            self._store.write(unsaved)
+            logger.warning("stored the token that an earlier write failed to store")
+            return unsaved
+        if record is None:
+            if self._seed is None:
+                raise MissingRefreshTokenError(
+                    f"{self._store.describe()} is empty and no refresh_token= was given to "
+                    "seed it; give one to the first process that starts"
+                )
+            record = self._seed_record()
+            self._store.write(record)
+            logger.info("seeded %s from the configuration", self._store.describe())
+            return record
+        if (record.client_id, record.token_endpoint) != (
+            self._endpoint.client_id,
+            self._endpoint.url,
+        ):
+            raise TokenStoreError(
+                f"{self._store.describe()} holds the token of client {record.client_id!r} "
+                f"at {record.token_endpoint}, not of client {self._endpoint.client_id!r} at "
+                f"{self._endpoint.url}; give each client its own store (file path or key)"
+            )
+        seed_refresh_token = self._seed_refresh_token()
+        if (
+            record.invalid_grant_at is not None
+            and seed_refresh_token is not None
+            and seed_refresh_token != record.refresh_token
+        ):
+            # The stored grant is lost and the configuration brings another
+            # refresh token: a new sign-in, so it replaces the dead one.
+            new = dataclasses.replace(self._seed_record(), generation=record.generation + 1)
+            self._store.write(new)
+            logger.info(
+                "replaced the refused token in %s with the configured one", self._store.describe()
+            )
+            return new
+        return record
+
+    def _seed_record(self) -> StoredToken:
+        seed = self._seed
+        token = seed if isinstance(seed, Token) else None
+        return StoredToken(
+            client_id=self._endpoint.client_id,
+            token_endpoint=self._endpoint.url,
+            generation=1,
+            token=token,
+            refresh_token=self._seed_refresh_token(),
+        )
+
+    def _seed_refresh_token(self) -> str | None:
+        seed = self._seed
+        return seed.refresh_token if isinstance(seed, Token) else seed
+
+    def _write(self, record: StoredToken) -> None:
+        """Store a refreshed record. If the store refuses, keep it anyway, and say so.
+
+        Dropping it would lose the only copy of a rotated refresh token (and
+        with it the grant); this process uses it and writes it again at its
+        next refresh. Until then, other processes find a spent refresh token.
+        """
+        try:
+            self._store.write(record)
+        except TokenStoreError as exc:
+            if not self._shared:
+                raise
+            self._unsaved = record
+            logger.error(  # noqa: TRY400 - the message says all; no traceback
+                "the refreshed token could not be stored, so other processes cannot see "
+                "it (they will find a refresh token that is already spent); this process "
+                "keeps using it and stores it again at its next refresh: %s",
+                exc,
+            )
+
+    def _remember_invalid_grant(self, record: StoredToken, exc: InvalidGrantError) -> None:
+        try:
+            self._store.write(record.with_invalid_grant(exc.error_description))
+        except TokenStoreError as store_error:
+            logger.warning("could not record the refused refresh token: %s", store_error)
+
+    def _raise_remembered_invalid_grant(self, record: StoredToken) -> None:
+        assert record.invalid_grant_at is not None
+        age = time.time() - record.invalid_grant_at
+        if age >= INVALID_GRANT_MEMORY:
+            return  # long enough: let one request find out again
+        description = record.invalid_grant_description
+        raise InvalidGrantError(
+            f"the token endpoint refused this refresh token (invalid_grant) {age:.0f}s ago"
+            f"{': ' + description if description else ''}; it is not sent again. "
+            "Sign in again and give EmpowerIDAuth the new refresh token",
+            error="invalid_grant",
+            error_description=description,
+            status_code=400,
+        )
+
     def _call_on_refresh(self, token: Token) -> None:
         assert self._on_refresh is not None
         try:
@@ -356,14 +554,26 @@ class RefreshCoordinator:
         except Exception:
             logger.exception("the on_refresh callback raised; the new token is used anyway")
 
-    def _keep_refresh_token(self, refresh_token: str) -> None:
-        with self._lock:
-            token = self._state.token
-            if token is not None:
-                token = dataclasses.replace(token, refresh_token=refresh_token)
-            self._state = _make_state(token, refresh_token, self._leeway)
-
     def _abandon(self, flight: _Flight, reason: str) -> None:
         with self._lock:
             self._flight = None
         flight.finish(None, TokenEndpointUnavailableError(reason, status_code=None, attempts=0))
+
+    def _after_fork_in_child(self) -> None:
+        # A flight of the parent has no thread here; a lock a parent's thread
+        # held would stay held. Start clean; the store still has the token.
+        self._lock = threading.Lock()
+        self._flight = None
+        self._endpoint.forget_clients_after_fork()
+
+
+_live: weakref.WeakSet[RefreshCoordinator] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for coordinator in list(_live):
+        coordinator._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -195,6 +195,12 @@ class TokenEndpoint:
         for client in clients:
             client.close()
 
+    def forget_clients_after_fork(self) -> None:
+        """In a forked child: drop the parent's clients, whose pooled sockets
+        the parent still uses (the child opens its own)."""
+        self._clients_lock = threading.Lock()
+        self._own_clients = {}
+
     def _backoff(self, retry: int) -> float:
         # Exponential backoff with jitter, so a fleet does not retry in lockstep.
         return self.backoff_factor * (2.0**retry) * random.uniform(0.5, 1.0)  # noqa: S311

@@ -1,0 +1,57 @@
+"""``MemoryTokenStore``: the token in this process's memory (the default)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from .._exceptions import TokenStoreError
+from ._base import StoredToken, TokenStore
+
+__all__ = ["MemoryTokenStore"]
+
+
+class MemoryTokenStore(TokenStore):
+    """Keeps the token in memory: shared by the threads of one process, lost at exit.
+
+    Every ``EmpowerIDAuth`` without ``store=`` has a private one. Give one
+    instance to several ``EmpowerIDAuth`` objects of one process (one per
+    framework, say) and they refresh once between them.
+
+    Example:
+        >>> from eid_auth import EmpowerIDAuth
+        >>> store = MemoryTokenStore()
+        >>> a = EmpowerIDAuth(server="https://eid.example.com", client_id="app",
+        ...                   client_secret="s", refresh_token="rt", store=store)
+        >>> b = EmpowerIDAuth(server="https://eid.example.com", client_id="app",
+        ...                   client_secret="s", refresh_token="rt", store=store)
+    """
+
+    def __init__(self) -> None:
+        self._record: StoredToken | None = None
+        self._lock = threading.Lock()
+
+    def read(self) -> StoredToken | None:
+        return self._record
+
+    def write(self, record: StoredToken) -> None:
+        self._record = record
+
+    @contextmanager
+    def lock(self, *, timeout: float) -> Iterator[None]:
+        if not self._lock.acquire(timeout=timeout):
+            raise TokenStoreError(
+                f"the in-memory token store stayed locked for {timeout:.0f}s "
+                "(another thread's refresh did not finish)"
+            )
+        try:
+            yield
+        finally:
+            self._lock.release()
+
+    def describe(self) -> str:
+        return "in memory"
+
+    def clear(self) -> None:
+        self._record = None
