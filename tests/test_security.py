@@ -121,6 +121,7 @@ def test_public_names() -> None:
             "Token",
             "TokenEndpointError",
             "TokenEndpointUnavailableError",
+            "TokenStoreError",
             "__version__",
         ]
     )
