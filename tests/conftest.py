@@ -16,6 +16,8 @@ import requests
 from eid_auth import EmpowerIDAuth
 from eid_auth.testing import EmpowerIDTestServer
 
+from .redis_server import redis_url as _redis_url
+
 FLAVOURS = ["requests", "httpx", "httpx_async"]
 CLIENT_ID = "test-client"
 CLIENT_SECRET = "test-client-secret"
@@ -25,6 +27,13 @@ CLIENT_SECRET = "test-client-secret"
 def server() -> Iterator[EmpowerIDTestServer]:
     with EmpowerIDTestServer(client_id=CLIENT_ID, client_secret=CLIENT_SECRET) as s:
         yield s
+
+
+@pytest.fixture(scope="session")
+def redis_server_url() -> Iterator[str]:
+    """The URL of a real redis-server on loopback (see tests/redis_server.py)."""
+    with _redis_url() as url:
+        yield url
 
 
 @pytest.fixture(params=FLAVOURS)
