@@ -99,7 +99,7 @@ def run_rounds(fleet: Fleet, index: int, barrier: Any, results: Any) -> None:
             barrier.wait(60)
             go = threading.Barrier(fleet.threads)
 
-            def one(i: int) -> None:
+            def one(i: int, go: threading.Barrier = go) -> None:
                 go.wait(30)
                 _request(auth, fleet.api_url, (index + i) % 2 == 1, report)
 
