@@ -390,19 +390,15 @@ class RefreshCoordinator:
 
         Returns the record now current and whether we refreshed.
         """
+        if self._shared and self._unsaved is None:
+            # Most often another process has refreshed already: a plain read
+            # (atomic in every store) finds its token without queueing for the lock.
+            found = self._check(self._store.read(), stale)
+            if found is not None:
+                return found, False
         with self._store.lock(timeout=self._endpoint.longest_refresh):
             record = self._current_record()
-            if record.invalid_grant_at is not None:
-                self._raise_remembered_invalid_grant(record)
-            current = record.token
-            if (
-                current is not None
-                and not same_access_token(current, stale)
-                and _make_state(current, record.refresh_token, self._leeway).is_fresh(time.time())
-            ):
-                logger.debug(
-                    "using the token another refresh stored in %s", self._store.describe()
-                )
+            if self._check(record, stale) is not None:
                 return record, False
             if record.refresh_token is None:
                 raise MissingRefreshTokenError(
@@ -442,6 +438,26 @@ class RefreshCoordinator:
             )
             return new, True
 
+    def _check(self, record: StoredToken | None, stale: Token | None) -> StoredToken | None:
+        """``record`` if it holds a usable token other than ``stale``; raises if
+        its refresh token was refused a moment ago."""
+        if record is None or (record.client_id, record.token_endpoint) != (
+            self._endpoint.client_id,
+            self._endpoint.url,
+        ):
+            return None  # _current_record explains a foreign record, under the lock
+        if record.invalid_grant_at is not None and not self._brings_new_grant(record):
+            self._raise_remembered_invalid_grant(record)
+        current = record.token
+        if (
+            current is not None
+            and not same_access_token(current, stale)
+            and _make_state(current, record.refresh_token, self._leeway).is_fresh(time.time())
+        ):
+            logger.debug("using the token stored in %s", self._store.describe())
+            return record
+        return None
+
     def _current_record(self) -> StoredToken:
         """The store's record (under its lock), seeded or repaired where needed."""
         if not self._shared:
@@ -475,12 +491,7 @@ class RefreshCoordinator:
                 f"at {record.token_endpoint}, not of client {self._endpoint.client_id!r} at "
                 f"{self._endpoint.url}; give each client its own store (file path or key)"
             )
-        seed_refresh_token = self._seed_refresh_token()
-        if (
-            record.invalid_grant_at is not None
-            and seed_refresh_token is not None
-            and seed_refresh_token != record.refresh_token
-        ):
+        if self._brings_new_grant(record):
             # The stored grant is lost and the configuration brings another
             # refresh token: a new sign-in, so it replaces the dead one.
             new = dataclasses.replace(self._seed_record(), generation=record.generation + 1)
@@ -490,6 +501,17 @@ class RefreshCoordinator:
             )
             return new
         return record
+
+    def _brings_new_grant(self, record: StoredToken) -> bool:
+        """Whether the stored grant was refused and our configuration has another
+        refresh token: a new sign-in, which replaces the dead one."""
+        seed = self._seed_refresh_token()
+        return (
+            self._shared
+            and record.invalid_grant_at is not None
+            and seed is not None
+            and seed != record.refresh_token
+        )
 
     def _seed_record(self) -> StoredToken:
         seed = self._seed
