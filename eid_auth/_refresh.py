@@ -39,6 +39,7 @@ from ._exceptions import (
 from ._token import Token
 from ._token_endpoint import Adapter, TokenEndpoint
 from .stores import StoredToken, TokenStore
+from .stores._base import fingerprint
 
 __all__ = ["RefreshCoordinator", "same_access_token"]
 
@@ -49,6 +50,8 @@ _EARLY_REFRESH_COOLDOWN = 15.0
 # How long a refresh token the server refused (invalid_grant) is not sent again:
 # requests fail fast instead of hammering the token endpoint with a dead token.
 INVALID_GRANT_MEMORY = 60.0
+# How many seeding refresh tokens a store recognises (as fingerprints).
+_SEEDS_KEPT = 10
 # Failures that leave a still-valid token usable: nobody said it is bad.
 _TRANSIENT = (TokenEndpointUnavailableError, TokenStoreError)
 
@@ -60,6 +63,10 @@ class _State:
     # When to refresh proactively: None = never (expiry unknown, or nothing to
     # refresh with); -inf = now (no access token yet).
     refresh_at: float | None
+    # Until then (the first half of the refresh window), requests go out with
+    # the current token while the refresh runs in the background; after it,
+    # they wait for the new token.
+    background_until: float | None = None
     # After a failed early refresh, a still-valid token is used until then.
     not_before: float = float("-inf")
 
@@ -69,6 +76,10 @@ class _State:
         if self.refresh_at is None or now < self.refresh_at:
             return True
         return now < self.not_before and not self.token.is_expired(now=now)
+
+    def refresh_behind(self, now: float) -> bool:
+        """Whether to send the current token and refresh in the background."""
+        return self.background_until is not None and now < self.background_until
 
 
 def _make_state(token: Token | None, refresh_token: str | None, leeway: float) -> _State:
@@ -82,7 +93,12 @@ def _make_state(token: Token | None, refresh_token: str | None, leeway: float) -
         # Never refresh earlier than half-way: 60 s tokens with a 60 s leeway
         # would otherwise be refreshed on every request.
         window = min(leeway, lifetime / 2)
-    return _State(token, refresh_token, token.expires_at - window)
+    return _State(
+        token,
+        refresh_token,
+        refresh_at=token.expires_at - window,
+        background_until=token.expires_at - window / 2,
+    )
 
 
 def _lifetime(token: Token) -> float | None:
@@ -214,6 +230,7 @@ class RefreshCoordinator:
         self._flight: _Flight | None = None
         # A refreshed record the store refused to take, written again next time.
         self._unsaved: StoredToken | None = None
+        self._warned_about_seed = False
         if shared:
             self._state = _State(None, None, float("-inf"))
         else:
@@ -246,8 +263,13 @@ class RefreshCoordinator:
         if pending is not None:
             return pending
         state = self._state
-        if state.is_fresh(time.time()):
+        now = time.time()
+        if state.is_fresh(now):
             assert state.token is not None
+            return state.token
+        if state.refresh_behind(now):
+            assert state.token is not None
+            self._refresh_in_background(state.token, adapter)
             return state.token
         try:
             return self.replace(state.token, adapter)
@@ -273,8 +295,13 @@ class RefreshCoordinator:
         if pending is not None:
             return pending
         state = self._state
-        if state.is_fresh(time.time()):
+        now = time.time()
+        if state.is_fresh(now):
             assert state.token is not None
+            return state.token
+        if state.refresh_behind(now):
+            assert state.token is not None
+            self._refresh_in_background(state.token, "httpx")
             return state.token
         try:
             return await self.replace_async(state.token)
@@ -289,17 +316,31 @@ class RefreshCoordinator:
         if isinstance(flight, Token):
             return flight
         if leader:
-            # Not a daemon: at interpreter exit the refresh is finished (and its
-            # on_refresh run) rather than killed after the server rotated the token.
-            thread = threading.Thread(
-                target=self._run, args=(flight, "httpx", stale), name="eid_auth-refresh"
-            )
-            try:
-                thread.start()
-            except BaseException as exc:
-                self._abandon(flight, f"could not start the refresh thread ({exc})")
-                raise
+            self._start_thread(flight, "httpx", stale)
         return await flight.wait_async(self.longest_wait)
+
+    def _refresh_in_background(self, stale: Token, adapter: Adapter) -> None:
+        """Start a refresh, unless one runs already, without waiting for it."""
+        try:
+            flight, leader = self._join_or_lead(stale)
+        except EmpowerIDAuthError:
+            return  # the current token is still valid; a later caller will see why
+        if leader and isinstance(flight, _Flight):
+            # A thread that cannot start fails the flight; the token is still valid.
+            with contextlib.suppress(Exception):
+                self._start_thread(flight, adapter, stale)
+
+    def _start_thread(self, flight: _Flight, adapter: Adapter, stale: Token | None) -> None:
+        # Not a daemon: at interpreter exit the refresh is finished (and its
+        # on_refresh run) rather than killed after the server rotated the token.
+        thread = threading.Thread(
+            target=self._run, args=(flight, adapter, stale), name="eid_auth-refresh"
+        )
+        try:
+            thread.start()
+        except BaseException as exc:
+            self._abandon(flight, f"could not start the refresh thread ({exc})")
+            raise
 
     def _pending_for_this_thread(self) -> Token | None:
         # Requests made from on_refresh get the token being saved, not the old
@@ -393,12 +434,12 @@ class RefreshCoordinator:
         if self._shared and self._unsaved is None:
             # Most often another process has refreshed already: a plain read
             # (atomic in every store) finds its token without queueing for the lock.
-            found = self._check(self._store.read(), stale)
+            found = self._check(self._store.read(), stale, fresh=False)
             if found is not None:
                 return found, False
         with self._store.lock(timeout=self._endpoint.longest_refresh):
             record = self._current_record()
-            if self._check(record, stale) is not None:
+            if self._check(record, stale, fresh=True) is not None:
                 return record, False
             if record.refresh_token is None:
                 raise MissingRefreshTokenError(
@@ -438,9 +479,12 @@ class RefreshCoordinator:
             )
             return new, True
 
-    def _check(self, record: StoredToken | None, stale: Token | None) -> StoredToken | None:
-        """``record`` if it holds a usable token other than ``stale``; raises if
-        its refresh token was refused a moment ago."""
+    def _check(
+        self, record: StoredToken | None, stale: Token | None, *, fresh: bool
+    ) -> StoredToken | None:
+        """``record`` if it holds a token other than ``stale`` that is fresh (or,
+        with ``fresh=False``, at least unexpired: it is used while it is being
+        refreshed); raises if its refresh token was refused a moment ago."""
         if record is None or (record.client_id, record.token_endpoint) != (
             self._endpoint.client_id,
             self._endpoint.url,
@@ -449,10 +493,11 @@ class RefreshCoordinator:
         if record.invalid_grant_at is not None and not self._brings_new_grant(record):
             self._raise_remembered_invalid_grant(record)
         current = record.token
-        if (
-            current is not None
-            and not same_access_token(current, stale)
-            and _make_state(current, record.refresh_token, self._leeway).is_fresh(time.time())
+        if current is None or same_access_token(current, stale):
+            return None
+        now = time.time()
+        if _make_state(current, record.refresh_token, self._leeway).is_fresh(now) or (
+            not fresh and not current.is_expired(now=now)
         ):
             logger.debug("using the token stored in %s", self._store.describe())
             return record
@@ -491,10 +536,28 @@ class RefreshCoordinator:
                 f"at {record.token_endpoint}, not of client {self._endpoint.client_id!r} at "
                 f"{self._endpoint.url}; give each client its own store (file path or key)"
             )
+        seed = self._seed_refresh_token()
+        if (
+            seed is not None
+            and not self._warned_about_seed
+            and seed != record.refresh_token
+            and fingerprint(seed) not in record.seeds
+            and record.invalid_grant_at is None
+        ):
+            self._warned_about_seed = True
+            logger.warning(
+                "the configured refresh token is not the one %s was seeded with; the "
+                "store's token is used. To start from the configured one, clear the store",
+                self._store.describe(),
+            )
         if self._brings_new_grant(record):
             # The stored grant is lost and the configuration brings another
             # refresh token: a new sign-in, so it replaces the dead one.
-            new = dataclasses.replace(self._seed_record(), generation=record.generation + 1)
+            new = dataclasses.replace(
+                self._seed_record(),
+                generation=record.generation + 1,
+                seeds=(*record.seeds, *self._seed_record().seeds)[-_SEEDS_KEPT:],
+            )
             self._store.write(new)
             logger.info(
                 "replaced the refused token in %s with the configured one", self._store.describe()
@@ -511,17 +574,20 @@ class RefreshCoordinator:
             and record.invalid_grant_at is not None
             and seed is not None
             and seed != record.refresh_token
+            and fingerprint(seed) not in record.seeds
         )
 
     def _seed_record(self) -> StoredToken:
         seed = self._seed
         token = seed if isinstance(seed, Token) else None
+        refresh_token = self._seed_refresh_token()
         return StoredToken(
             client_id=self._endpoint.client_id,
             token_endpoint=self._endpoint.url,
             generation=1,
             token=token,
-            refresh_token=self._seed_refresh_token(),
+            refresh_token=refresh_token,
+            seeds=() if refresh_token is None else (fingerprint(refresh_token),),
         )
 
     def _seed_refresh_token(self) -> str | None:

@@ -455,6 +455,13 @@ def test_failed_early_refresh_keeps_using_the_valid_token(
         result = send(flavour, auth, "GET", server.api_url("/api/x"))
         assert result.status == 200
         assert result.sent_authorization == f"Bearer {grant['access_token']}"
+    # The refresh runs behind the requests: wait for its two attempts to end.
+    deadline = time.monotonic() + 10
+    while server.token_requests < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    for _ in range(3):
+        result = send(flavour, auth, "GET", server.api_url("/api/x"))
+        assert result.sent_authorization == f"Bearer {grant['access_token']}"
     # One early refresh (two attempts), then a pause instead of one per request.
     assert server.token_requests == 2
     assert server.refresh_grants == 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import hashlib
 import json
 import math
 import time
@@ -21,7 +22,7 @@ from typing import Any
 from .._exceptions import ConfigurationError, TokenStoreError
 from .._token import Token
 
-__all__ = ["FORMAT", "StoredToken", "TokenStore"]
+__all__ = ["FORMAT", "StoredToken", "TokenStore", "fingerprint"]
 
 # Written into every record, so that a future layout can be told apart.
 FORMAT = "eid_auth.token/1"
@@ -43,6 +44,9 @@ class StoredToken:
             ``refresh_token`` with ``invalid_grant`` (Unix time), else ``None``.
         invalid_grant_description: the server's explanation of that refusal.
         updated_at: when this record was written (Unix time).
+        seeds: SHA-256 fingerprints of the configured refresh tokens that
+            seeded this store, so that a restart with the same configuration
+            is told apart from a new sign-in.
     """
 
     client_id: str
@@ -53,6 +57,7 @@ class StoredToken:
     invalid_grant_at: float | None = None
     invalid_grant_description: str | None = None
     updated_at: float = field(default_factory=time.time)
+    seeds: tuple[str, ...] = ()
 
     def successor(self, token: Token) -> StoredToken:
         """The record that replaces this one after a refresh returned ``token``."""
@@ -62,6 +67,7 @@ class StoredToken:
             generation=self.generation + 1,
             token=token,
             refresh_token=token.refresh_token,
+            seeds=self.seeds,
         )
 
     def with_invalid_grant(self, description: str | None) -> StoredToken:
@@ -87,6 +93,7 @@ class StoredToken:
             "invalid_grant": None
             if self.invalid_grant_at is None
             else {"at": self.invalid_grant_at, "description": self.invalid_grant_description},
+            "seeds": list(self.seeds),
         }
         return json.dumps(document, indent=1, sort_keys=True).encode()
 
@@ -143,6 +150,9 @@ class StoredToken:
             description = lost.get("description")
             lost_description = description if isinstance(description, str) else None
         updated_at = document.get("updated_at")
+        seeds = document.get("seeds", [])
+        if not isinstance(seeds, list) or not all(isinstance(x, str) for x in seeds):
+            raise _BadRecord("'seeds' is not a list of strings")
         return cls(
             client_id=document["client_id"],
             token_endpoint=document["token_endpoint"],
@@ -152,11 +162,17 @@ class StoredToken:
             invalid_grant_at=lost_at,
             invalid_grant_description=lost_description,
             updated_at=_as_time(updated_at) or 0.0,
+            seeds=tuple(seeds),
         )
 
 
 class _BadRecord(Exception):
     """A field of a stored record is missing or of the wrong kind."""
+
+
+def fingerprint(refresh_token: str) -> str:
+    """A one-way fingerprint of a refresh token, to recognise it without keeping it."""
+    return hashlib.sha256(refresh_token.encode()).hexdigest()
 
 
 def _as_time(value: object) -> float | None:

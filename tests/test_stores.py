@@ -1,0 +1,544 @@
+"""Token stores: the file and Redis stores themselves, and the refresh protocol
+that uses them. Two ``EmpowerIDAuth`` objects on one store stand for two
+processes here (each has its own in-process state); tests/test_multiprocess.py
+runs real processes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import multiprocessing
+import os
+import signal
+import stat
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import requests
+
+from eid_auth import (
+    EmpowerIDAuth,
+    InvalidGrantError,
+    MissingRefreshTokenError,
+    Token,
+    TokenStoreError,
+)
+from eid_auth.stores import (
+    FileTokenStore,
+    MemoryTokenStore,
+    RedisTokenStore,
+    StoredToken,
+    TokenStore,
+)
+from eid_auth.testing import EmpowerIDTestServer
+
+from .conftest import CLIENT_ID, CLIENT_SECRET, make_auth, send
+from .workers import StoreSpec, hold_lock, write_forever
+
+SPAWN = multiprocessing.get_context("spawn")
+
+
+@pytest.fixture(params=["memory", "file", "redis"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TokenStore]:
+    """A store shared by several auth objects, as processes would share it."""
+    if request.param == "memory":
+        yield MemoryTokenStore()
+    elif request.param == "file":
+        yield FileTokenStore(tmp_path / "token.json")
+    else:
+        redis_store = RedisTokenStore.from_url(
+            request.getfixturevalue("redis_server_url"), key=f"test-{uuid.uuid4().hex}"
+        )
+        yield redis_store
+        redis_store.clear()
+        redis_store.close()
+
+
+def record(generation: int = 1, **kwargs: Any) -> StoredToken:
+    kwargs.setdefault("token", Token(access_token="at", refresh_token="rt", expires_at=2e9))
+    kwargs.setdefault("refresh_token", "rt")
+    return StoredToken(
+        client_id=CLIENT_ID,
+        token_endpoint="http://127.0.0.1:1/oauth/v2/token",
+        generation=generation,
+        **kwargs,
+    )
+
+
+# -- the protocol ------------------------------------------------------------
+
+
+def test_a_second_process_uses_the_stored_token_without_refreshing(
+    server: EmpowerIDTestServer, store: TokenStore
+) -> None:
+    seed = server.issue_grant()["refresh_token"]
+    first = make_auth(server, refresh_token=seed, store=store)
+    assert send("requests", first, "GET", server.api_url("/api/x")).status == 200
+    # Started later with the same (now spent) refresh token in its configuration.
+    second = make_auth(server, refresh_token=seed, store=store)
+    assert send("httpx", second, "GET", server.api_url("/api/x")).status == 200
+    assert server.refresh_grants == 1
+    assert server.reuse_detected == 0
+    assert second.token == first.token
+
+
+def test_after_a_401_the_token_another_process_stored_is_used(
+    server: EmpowerIDTestServer, store: TokenStore
+) -> None:
+    seed = server.issue_grant()["refresh_token"]
+    a = make_auth(server, refresh_token=seed, store=store)
+    b = make_auth(server, refresh_token=seed, store=store)
+    send("requests", a, "GET", server.api_url("/api/x"))
+    send("requests", b, "GET", server.api_url("/api/x"))
+    server.expire_access_tokens()
+    assert send("httpx", a, "GET", server.api_url("/api/x")).status == 200  # refreshes
+    assert send("httpx", b, "GET", server.api_url("/api/x")).status == 200  # adopts
+    assert server.refresh_grants == 2
+    assert server.reuse_detected == 0
+
+
+def test_the_store_wins_over_an_older_configured_refresh_token(
+    server: EmpowerIDTestServer, store: TokenStore
+) -> None:
+    seed = server.issue_grant()["refresh_token"]
+    a = make_auth(server, refresh_token=seed, store=store)
+    a.refresh()
+    a.refresh()  # the store now holds the third refresh token of the grant
+    # A restart with the configuration's first refresh token: no rollback.
+    restarted = make_auth(server, refresh_token=seed, store=store)
+    server.expire_access_tokens()
+    assert send("requests", restarted, "GET", server.api_url("/api/x")).status == 200
+    assert server.reuse_detected == 0
+    assert server.refresh_grants == 3
+
+
+def test_refresh_token_may_be_left_out_once_the_store_is_seeded(
+    server: EmpowerIDTestServer, store: TokenStore
+) -> None:
+    make_auth(server, store=store).refresh()
+    worker = EmpowerIDAuth(
+        token_endpoint=server.token_endpoint,
+        client_id=CLIENT_ID,
+        client_secret=CLIENT_SECRET,
+        store=store,
+    )
+    assert send("httpx_async", worker, "GET", server.api_url("/api/x")).status == 200
+    assert server.refresh_grants == 1
+
+
+def test_an_empty_store_without_a_seed_says_what_to_do(
+    server: EmpowerIDTestServer, store: TokenStore
+) -> None:
+    auth = EmpowerIDAuth(
+        token_endpoint=server.token_endpoint,
+        client_id=CLIENT_ID,
+        client_secret=CLIENT_SECRET,
+        store=store,
+    )
+    with pytest.raises(MissingRefreshTokenError, match="is empty and no refresh_token"):
+        send("requests", auth, "GET", server.api_url("/api/x"))
+    assert server.token_requests == 0
+
+
+def test_a_store_of_another_client_is_refused(
+    server: EmpowerIDTestServer, store: TokenStore
+) -> None:
+    make_auth(server, store=store).refresh()
+    other = EmpowerIDAuth(
+        token_endpoint=server.token_endpoint,
+        client_id="another-client",
+        client_secret="x",
+        refresh_token="rt",
+        store=store,
+    )
+    with pytest.raises(TokenStoreError, match=r"another-client.*its own store"):
+        send("requests", other, "GET", server.api_url("/api/x"))
+
+
+def test_a_lost_grant_fails_fast_everywhere_until_a_new_refresh_token_comes(
+    server: EmpowerIDTestServer, store: TokenStore
+) -> None:
+    seed = server.issue_grant()["refresh_token"]
+    a = make_auth(server, refresh_token=seed, store=store)
+    b = make_auth(server, refresh_token=seed, store=store)
+    a.refresh()
+    b_token = send("requests", b, "GET", server.api_url("/api/x"))
+    assert b_token.status == 200
+    server.revoke_grant(seed)
+    with pytest.raises(InvalidGrantError):
+        send("requests", a, "GET", server.api_url("/api/x"))
+    sent = server.token_requests
+    # b learns from the store that the grant is gone: no token request of its own.
+    for flavour in ("requests", "httpx", "httpx_async"):
+        with pytest.raises(InvalidGrantError, match="not sent again"):
+            send(flavour, b, "GET", server.api_url("/api/x"))
+    assert server.token_requests == sent
+    # A process started with a new sign-in's refresh token replaces the dead grant.
+    fresh = make_auth(server, refresh_token=server.issue_grant()["refresh_token"], store=store)
+    assert send("httpx", fresh, "GET", server.api_url("/api/x")).status == 200
+    assert send("httpx", b, "GET", server.api_url("/api/x")).status == 200
+    if not isinstance(store, MemoryTokenStore):
+        assert store.read() is not None
+        assert store.read().invalid_grant_at is None  # type: ignore[union-attr]
+
+
+def test_a_refused_grant_is_tried_again_after_a_while(
+    server: EmpowerIDTestServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import eid_auth._refresh
+
+    auth = make_auth(server)
+    auth.refresh()
+    assert auth.token is not None
+    assert auth.token.refresh_token is not None
+    server.revoke_grant(auth.token.refresh_token)
+    with pytest.raises(InvalidGrantError):
+        auth.refresh()
+    with pytest.raises(InvalidGrantError, match="not sent again"):
+        auth.refresh()
+    sent = server.token_requests
+    monkeypatch.setattr(eid_auth._refresh, "INVALID_GRANT_MEMORY", 0.0)
+    with pytest.raises(InvalidGrantError) as caught:
+        auth.refresh()
+    assert "not sent again" not in str(caught.value)
+    assert server.token_requests == sent + 1
+
+
+class CountingFileStore(FileTokenStore):
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.locks = 0
+        self.reads = 0
+
+    def lock(self, *, timeout: float) -> AbstractContextManager[None]:
+        self.locks += 1
+        return super().lock(timeout=timeout)
+
+    def read(self) -> StoredToken | None:
+        self.reads += 1
+        return super().read()
+
+
+def test_threads_and_tasks_of_one_process_take_the_store_lock_once(
+    server: EmpowerIDTestServer, tmp_path: Path
+) -> None:
+    store = CountingFileStore(tmp_path / "token.json")
+    auth = make_auth(server, store=store)
+    go = threading.Barrier(30)
+
+    def one() -> None:
+        go.wait(10)
+        with requests.Session() as session:
+            session.auth = auth
+            assert session.get(server.api_url("/api/x"), timeout=30).status_code == 200
+
+    threads = [threading.Thread(target=one) for _ in range(30)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert (store.locks, server.refresh_grants) == (1, 1)
+
+    server.expire_access_tokens()
+
+    async def many() -> list[int]:
+        async with httpx.AsyncClient(auth=auth) as client:
+            answers = await asyncio.gather(
+                *(client.get(server.api_url("/api/x")) for _ in range(100))
+            )
+        return [a.status_code for a in answers]
+
+    assert asyncio.run(many()) == [200] * 100
+    assert (store.locks, server.refresh_grants) == (2, 2)
+
+
+def test_requests_on_a_valid_token_never_touch_the_store(
+    server: EmpowerIDTestServer, tmp_path: Path
+) -> None:
+    store = CountingFileStore(tmp_path / "token.json")
+    auth = make_auth(server, store=store)
+    for _ in range(20):
+        send("requests", auth, "GET", server.api_url("/api/x"))
+    assert (store.reads, store.locks) == (2, 1)  # the first request only
+
+
+def test_a_token_that_could_not_be_stored_is_kept_stored_later_and_logged(
+    server: EmpowerIDTestServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    class FlakyStore(FileTokenStore):
+        fail_writes = 0
+
+        def write(self, record: StoredToken) -> None:
+            if record.generation > 1 and self.fail_writes:  # the seed is written
+                self.fail_writes -= 1
+                raise TokenStoreError(f"{self.describe()} cannot be written: disk full")
+            super().write(record)
+
+    store = FlakyStore(tmp_path / "token.json")
+    store.fail_writes = 1
+    auth = make_auth(server, store=store)
+    with caplog.at_level(logging.ERROR, logger="eid_auth"):
+        assert send("requests", auth, "GET", server.api_url("/api/x")).status == 200
+    assert "could not be stored" in caplog.text
+    stored = store.read()
+    assert stored is not None
+    assert stored.token is None  # still the seed
+    # The next refresh stores the kept token first, then refreshes with it.
+    server.expire_access_tokens()
+    assert send("requests", auth, "GET", server.api_url("/api/x")).status == 200
+    stored = store.read()
+    assert stored is not None
+    assert stored.token == auth.token
+    assert (server.refresh_grants, server.reuse_detected) == (2, 0)
+
+
+def test_a_hung_lock_holder_does_not_delay_requests_on_a_valid_token(
+    server: EmpowerIDTestServer, tmp_path: Path
+) -> None:
+    spec = StoreSpec("file", str(tmp_path / "token.json"))
+    grant = server.issue_grant()
+    # Valid for 50 s more, so inside the 60 s leeway: due for an early refresh.
+    valid = Token(
+        access_token=grant["access_token"],
+        refresh_token=grant["refresh_token"],
+        expires_at=time.time() + 50,
+    )
+    spec.build().write(
+        StoredToken(
+            client_id=CLIENT_ID,
+            token_endpoint=server.token_endpoint,
+            generation=1,
+            token=valid,
+            refresh_token=grant["refresh_token"],
+        )
+    )
+    # Waiting for the lock would take the longest refresh: 2 * 4 + 5 = 13 s.
+    auth = make_auth(server, store=spec.build(), timeout=2, max_retries=0)
+    held = SPAWN.Event()
+    holder = SPAWN.Process(target=hold_lock, args=(spec, held))
+    holder.start()
+    try:
+        assert held.wait(60)
+        started = time.monotonic()
+        for flavour in ("requests", "httpx", "httpx_async", "requests"):
+            result = send(flavour, auth, "GET", server.api_url("/api/x"))
+            assert result.status == 200
+            assert result.sent_authorization == f"Bearer {grant['access_token']}"
+        assert time.monotonic() - started < 10
+        assert server.token_requests == 0  # the refresh still waits for the lock
+    finally:
+        os.kill(holder.pid, signal.SIGKILL)  # type: ignore[arg-type]
+        holder.join(30)
+
+
+# -- FileTokenStore ------------------------------------------------------------
+
+
+def test_token_file_is_private_and_complete(server: EmpowerIDTestServer, tmp_path: Path) -> None:
+    path = tmp_path / "new-dir" / "token.json"
+    auth = make_auth(server, store=FileTokenStore(path))
+    auth.refresh()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert stat.S_IMODE((path.parent / "token.json.lock").stat().st_mode) == 0o600
+    document = json.loads(path.read_text())
+    assert auth.token is not None
+    assert document["token"]["access_token"] == auth.token.access_token
+    assert document["refresh_token"] == auth.token.refresh_token
+    assert document["generation"] == 2  # the seed, then the refresh
+    assert sorted(p.name for p in path.parent.iterdir()) == ["token.json", "token.json.lock"]
+
+
+def test_a_token_file_others_can_read_is_refused_with_the_fix(
+    server: EmpowerIDTestServer, tmp_path: Path
+) -> None:
+    path = tmp_path / "token.json"
+    store = FileTokenStore(path)
+    make_auth(server, store=store).refresh()
+    before = path.read_bytes()
+    path.chmod(0o644)
+    auth = make_auth(server, store=store)
+    with pytest.raises(TokenStoreError, match=f"mode 0644.*chmod 600 {path}") as caught:
+        send("requests", auth, "GET", server.api_url("/api/x"))
+    assert path.read_bytes() == before
+    assert json.loads(before)["refresh_token"] not in str(caught.value)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another user needs root")
+def test_a_token_file_of_another_user_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "token.json"
+    FileTokenStore(path).write(record())
+    os.chown(path, 65534, 65534)
+    with pytest.raises(TokenStoreError, match="belongs to user id 65534"):
+        FileTokenStore(path).read()
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"",
+        b'{"format": "eid_auth.token/1", "client_id": "test-cli',  # cut short
+        b"\xff\xfe secret-refresh-token",
+        b'["secret-refresh-token"]',
+        b'{"format": "something-else", "refresh_token": "secret-refresh-token"}',
+        b'{"format": "eid_auth.token/1", "client_id": "c", "token_endpoint": "e",'
+        b' "generation": 0, "refresh_token": "secret-refresh-token"}',
+        b'{"format": "eid_auth.token/1", "client_id": "c", "token_endpoint": "e",'
+        b' "generation": 3, "refresh_token": "secret-refresh-token", "token": {"a": 1}}',
+    ],
+)
+def test_an_unreadable_token_file_is_reported_and_left_alone(
+    server: EmpowerIDTestServer, tmp_path: Path, content: bytes
+) -> None:
+    path = tmp_path / "token.json"
+    path.write_bytes(content)
+    path.chmod(0o600)
+    auth = make_auth(server, store=FileTokenStore(path))
+    with pytest.raises(TokenStoreError, match="does not hold a token eid_auth wrote") as caught:
+        send("httpx", auth, "GET", server.api_url("/api/x"))
+    assert "secret-refresh-token" not in str(caught.value)
+    assert str(path) in str(caught.value)
+    assert path.read_bytes() == content
+    assert server.token_requests == 0
+
+
+def test_a_token_file_is_never_seen_half_written(tmp_path: Path) -> None:
+    # A writer rewriting a large record as fast as it can is killed five
+    # times; every read, during and after, finds a whole record.
+    spec = StoreSpec("file", str(tmp_path / "token.json"))
+    big = Token(access_token="at", refresh_token="rt", raw={"padding": "x" * 200_000})
+    FileTokenStore(spec.where).write(record(token=big))
+    reads = 0
+    for _ in range(5):
+        started = SPAWN.Event()
+        writer = SPAWN.Process(
+            target=write_forever, args=(spec, record(token=big).to_json(), started)
+        )
+        writer.start()
+        assert started.wait(60)
+        deadline = time.monotonic() + 0.3
+        while time.monotonic() < deadline:
+            assert FileTokenStore(spec.where).read() is not None
+            reads += 1
+        os.kill(writer.pid, signal.SIGKILL)  # type: ignore[arg-type]
+        writer.join(30)
+        last = FileTokenStore(spec.where).read()
+        assert last is not None
+        assert last.token == big
+    assert reads > 10
+
+
+def test_file_store_lock_excludes_other_holders(tmp_path: Path) -> None:
+    store = FileTokenStore(tmp_path / "token.json")
+    with store.lock(timeout=1):
+        started = time.monotonic()
+        with (
+            pytest.raises(TokenStoreError, match="stayed locked for 0s"),
+            FileTokenStore(tmp_path / "token.json").lock(timeout=0.2),
+        ):
+            pass
+        assert time.monotonic() - started >= 0.2
+    with FileTokenStore(tmp_path / "token.json").lock(timeout=0.2):
+        pass
+
+
+def test_file_store_under_a_file_says_where_and_why(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    store = FileTokenStore(blocker / "token.json")
+    with pytest.raises(TokenStoreError, match=r"a-file/token\.json cannot be created"):
+        store.write(record())
+    with pytest.raises(TokenStoreError, match="cannot be opened: Not a directory"):
+        store.read()
+
+
+# -- RedisTokenStore -----------------------------------------------------------
+
+
+def test_redis_store_round_trip_and_namespace(redis_server_url: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(redis_server_url)
+    name = uuid.uuid4().hex
+    a = RedisTokenStore(client, key=name, prefix="app-a:")
+    b = RedisTokenStore(client, key=name, prefix="app-b:")
+    a.write(record(generation=3))
+    assert a.read() == record(generation=3, updated_at=a.read().updated_at)  # type: ignore[union-attr]
+    assert b.read() is None
+    assert client.exists(f"app-a:{name}") == 1
+    a.clear()
+    assert a.read() is None
+    client.close()
+
+
+def test_redis_write_is_refused_once_the_lock_is_lost(redis_server_url: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(redis_server_url)
+    store = RedisTokenStore(client, key=uuid.uuid4().hex)
+    store.write(record(generation=1))
+    with store.lock(timeout=1):
+        client.delete(store.lock_key)  # as if it expired and another process took it
+        with pytest.raises(TokenStoreError, match="lost the store's lock"):
+            store.write(record(generation=2))
+    assert store.read().generation == 1  # type: ignore[union-attr]
+    client.close()
+
+
+def test_redis_lock_is_renewed_while_a_long_refresh_runs(redis_server_url: str) -> None:
+    store = RedisTokenStore.from_url(redis_server_url, key=uuid.uuid4().hex, lock_timeout=1)
+    with store.lock(timeout=1):
+        time.sleep(2.5)  # more than twice lock_timeout
+        store.write(record(generation=1))  # still ours
+        with pytest.raises(TokenStoreError, match="stayed locked"), store.lock(timeout=0.3):
+            pass
+    store.clear()
+    store.close()
+
+
+def test_a_dead_redis_is_a_clear_error_without_the_password(server: EmpowerIDTestServer) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens there once closed
+    store = RedisTokenStore.from_url(
+        f"redis://user:hunter2-redis-password@127.0.0.1:{port}/0",
+        key="k",
+        socket_timeout=1,
+    )
+    assert "hunter2" not in repr(store)
+    auth = make_auth(server, store=store)
+    with pytest.raises(
+        TokenStoreError, match=f"Redis key 'eid_auth:k' at redis://127.0.0.1:{port}"
+    ) as caught:
+        send("requests", auth, "GET", server.api_url("/api/x"))
+    assert "hunter2" not in str(caught.value)
+    assert server.token_requests == 0
+
+
+def test_store_arguments_are_checked(redis_server_url: str) -> None:
+    from eid_auth import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="key="):
+        RedisTokenStore.from_url(redis_server_url, key="")
+    with pytest.raises(ConfigurationError, match="redis://"):
+        RedisTokenStore.from_url("http://127.0.0.1:6379", key="k")
+    with pytest.raises(ConfigurationError, match=r"redis\.Redis client"):
+        RedisTokenStore(object(), key="k")  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="store must be"):
+        EmpowerIDAuth(
+            server="https://eid.example.com",
+            client_id="c",
+            client_secret="s",
+            refresh_token="r",
+            store="token.json",  # type: ignore[arg-type]
+        )
