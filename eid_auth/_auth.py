@@ -224,7 +224,12 @@ class EmpowerIDAuth(RequestsAdapter, HTTPXAdapter):
         return await self._coordinator.replace_async(self._coordinator.token)
 
     def close(self) -> None:
-        """Close the HTTP clients created for token requests (never ``token_client``)."""
+        """Close the HTTP clients created for token requests (never ``token_client``).
+
+        A refresh in progress (one running behind requests, say) is waited for
+        first: cutting it off could lose the rotated refresh token it brings.
+        """
+        self._coordinator.wait_for_refresh()
         self._endpoint.close()
 
 

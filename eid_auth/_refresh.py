@@ -117,7 +117,7 @@ class _Flight:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._done = threading.Event()
+        self.done = threading.Event()
         self._token: Token | None = None
         self._error: BaseException | None = None
         self._async_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
@@ -129,7 +129,7 @@ class _Flight:
     def finish(self, token: Token | None, error: BaseException | None) -> None:
         with self._lock:
             self._token, self._error = token, error
-            self._done.set()
+            self.done.set()
             waiters, self._async_waiters = self._async_waiters, []
         for loop, future in waiters:
             # A closed loop has nobody waiting any more.
@@ -137,7 +137,7 @@ class _Flight:
                 loop.call_soon_threadsafe(_resolve, future)
 
     def wait(self, timeout: float) -> Token:
-        if not self._done.wait(timeout):
+        if not self.done.wait(timeout):
             raise TokenEndpointUnavailableError(
                 f"gave up after {timeout:.0f}s waiting for another thread's token refresh",
                 status_code=None,
@@ -153,7 +153,7 @@ class _Flight:
             # behind on cancellation, it holds nothing and ends with the flight.
             return await anyio.to_thread.run_sync(self.wait, timeout, abandon_on_cancel=True)
         with self._lock:
-            future = None if self._done.is_set() else loop.create_future()
+            future = None if self.done.is_set() else loop.create_future()
             if future is not None:
                 self._async_waiters.append((loop, future))
         timed_out = False
@@ -646,6 +646,14 @@ class RefreshCoordinator:
         with self._lock:
             self._flight = None
         flight.finish(None, TokenEndpointUnavailableError(reason, status_code=None, attempts=0))
+
+    def wait_for_refresh(self) -> None:
+        """Wait (bounded) for a refresh in progress, e.g. one running behind
+        requests, so that closing its HTTP client cannot cut it off after the
+        server has already spent the refresh token."""
+        flight = self._flight
+        if flight is not None and flight.owner != threading.get_ident():
+            flight.done.wait(self.longest_wait)
 
     def _after_fork_in_child(self) -> None:
         # A flight of the parent has no thread here; a lock a parent's thread

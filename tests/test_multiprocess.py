@@ -45,6 +45,22 @@ def fleet_for(server: EmpowerIDTestServer, store: StoreSpec, **kwargs: object) -
     )
 
 
+def token_request_story(server: EmpowerIDTestServer) -> str:
+    """The token requests, for the message of a failed assertion."""
+    log = server.token_request_log
+    t0 = log[0].time if log else 0.0
+    seen: set[str] = set()
+    lines = []
+    for r in log:
+        presented = r.form.get("refresh_token", "?")
+        lines.append(
+            f"{r.time - t0:8.3f}s {presented[:6]} {r.header('user-agent')}"
+            f"{' REUSED' if presented in seen else ''}"
+        )
+        seen.add(presented)
+    return "\n".join(lines)
+
+
 def start(target: object, fleet: Fleet, processes: int) -> tuple[list, object, object]:  # type: ignore[type-arg]
     barrier = SPAWN.Barrier(processes + 1)
     results = SPAWN.Queue()
@@ -84,8 +100,8 @@ def test_processes_and_threads_refresh_once_per_expiry(
     assert [f for r in reports for f in r.failed] == []
     assert sum(r.ok for r in reports) == processes * threads * rounds
     # Round 0 redeems the seed; each later round follows one expiry.
-    assert grants_after_round == [1, 2, 3, 4]
-    assert server.reuse_detected == 0
+    assert grants_after_round == [1, 2, 3, 4], token_request_story(server)
+    assert server.reuse_detected == 0, token_request_story(server)
     # on_refresh ran once per refresh, in whichever process did it.
     assert sum(r.on_refresh_calls for r in reports) == rounds
 
@@ -107,7 +123,7 @@ def test_tokens_expiring_by_the_clock_are_refreshed_once_each(
 
     assert [f for r in reports for f in r.failed] == []
     assert sum(r.ok for r in reports) > 100
-    assert server.reuse_detected == 0
+    assert server.reuse_detected == 0, token_request_story(server)
     # At most one refresh per second of running (one per token), plus the seed.
     assert 2 <= server.refresh_grants <= elapsed + 2
     assert sum(r.on_refresh_calls for r in reports) == server.refresh_grants

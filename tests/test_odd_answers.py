@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from eid_auth import EmpowerIDAuth, EmpowerIDAuthError, Token
+from eid_auth import EmpowerIDAuth, EmpowerIDAuthError, InvalidGrantError, Token
 from eid_auth.testing import EmpowerIDTestServer, FaultSpec
 
 from .conftest import CLIENT_ID, CLIENT_SECRET
@@ -79,6 +79,14 @@ def test_odd_answers_end_in_a_token_or_a_documented_error(
         # Nothing lost: the next refresh sends the original refresh token, or
         # the rotated one the odd answer carried (the server may have rotated).
         rotated = _rotated_refresh_token(status, body)
+        if isinstance(outcome, InvalidGrantError):
+            # A refused refresh token is remembered, not sent again at once.
+            sent_before = shared_server.token_requests
+            with pytest.raises(InvalidGrantError, match="not sent again"):
+                auth.refresh()
+            assert shared_server.token_requests == sent_before
+            auth.close()
+            return
         try:
             auth.refresh()
         except EmpowerIDAuthError:

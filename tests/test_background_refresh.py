@@ -1,0 +1,91 @@
+"""Early refreshes run behind the requests: a still-valid token is never waited on.
+
+In the first half of the refresh window, requests go out with the current
+token while one refresh runs on a thread of its own; in the second half (the
+token is about to expire) they wait for the new token.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from eid_auth.testing import EmpowerIDTestServer, FaultSpec
+
+from .conftest import FLAVOURS, make_auth, send
+
+
+def _token_due_in(server: EmpowerIDTestServer, seconds: float, **kwargs: object):  # type: ignore[no-untyped-def]
+    grant = server.issue_grant()
+    return grant, make_auth(
+        server,
+        access_token=grant["access_token"],
+        refresh_token=grant["refresh_token"],
+        expires_at=time.time() + seconds,
+        **kwargs,
+    )
+
+
+def _wait_for(condition, seconds: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def test_requests_in_the_early_window_do_not_wait_for_the_refresh(
+    server: EmpowerIDTestServer,
+) -> None:
+    # 50 s left with a 60 s leeway: the first half of the window (60..30 s).
+    grant, auth = _token_due_in(server, 50)
+    server.fail_next(FaultSpec(status=200, delay=3.0))  # a slow, successful refresh
+    go = threading.Barrier(20)
+    sent: list[str | None] = []
+
+    def one(i: int) -> None:
+        go.wait(10)
+        sent.append(
+            send(FLAVOURS[i % 3], auth, "GET", server.api_url("/api/x")).sent_authorization
+        )
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert time.monotonic() - started < 2.5  # none waited out the 3 s refresh
+    assert sent == [f"Bearer {grant['access_token']}"] * 20
+    # One refresh for all of them, and later requests get its token.
+    assert _wait_for(
+        lambda: auth.token is not None and auth.token.access_token != grant["access_token"]
+    )
+    assert server.token_requests == 1
+    assert auth.token is not None
+    new = send("requests", auth, "GET", server.api_url("/api/x")).sent_authorization
+    assert new == f"Bearer {auth.token.access_token}"
+    auth.close()
+
+
+def test_requests_close_to_expiry_wait_for_the_new_token(server: EmpowerIDTestServer) -> None:
+    # 10 s left: the second half of the window; going out now risks a 401.
+    grant, auth = _token_due_in(server, 10)
+    result = send("httpx", auth, "GET", server.api_url("/api/x"))
+    assert result.sent_authorization != f"Bearer {grant['access_token']}"
+    assert server.refresh_grants == 1
+    auth.close()
+
+
+def test_close_lets_a_refresh_in_progress_finish(server: EmpowerIDTestServer) -> None:
+    grant, auth = _token_due_in(server, 50, timeout=10.0)
+    server.fail_next(FaultSpec(status=200, delay=1.0))
+    send("requests", auth, "GET", server.api_url("/api/x"))  # starts the refresh
+    assert _wait_for(lambda: server.token_requests == 1)
+    auth.close()  # must not cut the refresh off after the server rotated the token
+    assert server.refresh_grants == 1
+    assert server.token_requests == 1
+    assert server.reuse_detected == 0
+    assert auth.token is not None
+    assert auth.token.access_token != grant["access_token"]
