@@ -38,7 +38,7 @@ from eid_auth.stores import (
     StoredToken,
     TokenStore,
 )
-from eid_auth.testing import EmpowerIDTestServer
+from eid_auth.testing import EmpowerIDTestServer, FaultSpec
 
 from .conftest import CLIENT_ID, CLIENT_SECRET, make_auth, send
 from .workers import StoreSpec, hold_lock, write_forever
@@ -542,3 +542,88 @@ def test_store_arguments_are_checked(redis_server_url: str) -> None:
             refresh_token="r",
             store="token.json",  # type: ignore[arg-type]
         )
+
+
+# -- fork (gunicorn --preload, multiprocessing's fork start method) --------------
+
+
+def _in_forked_child(work: Any) -> int:
+    """Run ``work`` in a forked child; its exit status (0 = it returned True)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        # Python 3.12+ warns about forking a process that has threads (the
+        # test server's); the child here only makes requests and exits.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        try:
+            code = 0 if work() else 1
+        except BaseException:
+            code = 2
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+def test_a_forked_child_shares_the_store_and_not_the_connections(
+    server: EmpowerIDTestServer, tmp_path: Path
+) -> None:
+    auth = make_auth(server, store=FileTokenStore(tmp_path / "token.json"))
+    assert send("requests", auth, "GET", server.api_url("/api/x")).status == 200
+    assert send("httpx", auth, "GET", server.api_url("/api/x")).status == 200
+    server.expire_access_tokens()
+
+    def child() -> bool:
+        # Refreshes in the child, over connections of its own.
+        return send("httpx", auth, "GET", server.api_url("/api/x")).status == 200
+
+    assert _in_forked_child(child) == 0
+    # The parent finds the child's token in the store: no second refresh.
+    assert send("requests", auth, "GET", server.api_url("/api/x")).status == 200
+    assert (server.refresh_grants, server.reuse_detected) == (2, 0)
+
+
+def test_a_fork_during_a_refresh_does_not_leave_the_child_waiting(
+    server: EmpowerIDTestServer, tmp_path: Path
+) -> None:
+    auth = make_auth(server, store=FileTokenStore(tmp_path / "token.json"))
+    auth.refresh()
+    server.expire_access_tokens()
+    server.fail_next(FaultSpec(status=200, delay=1.0))  # a slow, successful refresh
+    refreshing = threading.Thread(target=auth.refresh)
+    refreshing.start()
+    time.sleep(0.3)  # the parent's refresh holds the store's lock now
+
+    def child() -> bool:
+        started = time.monotonic()
+        ok = send("requests", auth, "GET", server.api_url("/api/x")).status == 200
+        # It waited for the parent's lock, not for the parent's (absent) thread.
+        return ok and time.monotonic() - started < 10
+
+    assert _in_forked_child(child) == 0
+    refreshing.join(30)
+    assert (server.refresh_grants, server.reuse_detected) == (2, 0)
+
+
+def test_a_restart_with_another_refresh_token_keeps_the_store_and_says_so(
+    server: EmpowerIDTestServer, store: TokenStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    first = make_auth(server, store=store)
+    first.refresh()
+    other = make_auth(server, store=store)  # a new grant's refresh token
+    server.expire_access_tokens()
+    with caplog.at_level(logging.WARNING, logger="eid_auth"):
+        assert send("requests", other, "GET", server.api_url("/api/x")).status == 200
+    assert "not the one" in caplog.text
+    assert other.token is not None
+    assert store.read().refresh_token == other.token.refresh_token  # type: ignore[union-attr]
+    assert server.reuse_detected == 0
+
+
+def test_clearing_a_file_store_starts_over(server: EmpowerIDTestServer, tmp_path: Path) -> None:
+    store = FileTokenStore(tmp_path / "token.json")
+    make_auth(server, store=store).refresh()
+    store.clear()
+    assert store.read() is None
+    store.clear()  # nothing to clear: fine
