@@ -229,7 +229,11 @@ class RefreshCoordinator:
         self._lock = threading.Lock()
         self._flight: _Flight | None = None
         # A refreshed record the store refused to take, written again next time.
-        self._unsaved: StoredToken | None = None
+        # ... and the spent refresh token it replaced.
+        self._unsaved: tuple[StoredToken, str | None] | None = None
+        # The generation of the newest record this process has used: an older
+        # one (a store restored from a backup, a lagging replica) is not adopted.
+        self._generation = 0
         self._warned_about_seed = False
         if shared:
             self._state = _State(None, None, float("-inf"))
@@ -271,6 +275,20 @@ class RefreshCoordinator:
             assert state.token is not None
             self._refresh_in_background(state.token, adapter)
             return state.token
+        token = state.token
+        if token is not None and not token.is_expired(now=now):
+            # Close to expiry: wait for the new token, but not past the current
+            # one's expiry (a hung lock holder elsewhere must not stall us).
+            started = self._refresh_in_background(token, adapter)
+            if not isinstance(started, _Flight):
+                return started or token
+            try:
+                return started.wait(self._wait_within(token))
+            except _TRANSIENT:
+                valid = self._still_valid()
+                if valid is None:
+                    raise
+                return valid
         try:
             return self.replace(state.token, adapter)
         except _TRANSIENT:
@@ -303,6 +321,18 @@ class RefreshCoordinator:
             assert state.token is not None
             self._refresh_in_background(state.token, "httpx")
             return state.token
+        token = state.token
+        if token is not None and not token.is_expired(now=now):
+            started = self._refresh_in_background(token, "httpx")
+            if not isinstance(started, _Flight):
+                return started or token
+            try:
+                return await started.wait_async(self._wait_within(token))
+            except _TRANSIENT:
+                valid = self._still_valid()
+                if valid is None:
+                    raise
+                return valid
         try:
             return await self.replace_async(state.token)
         except _TRANSIENT:
@@ -319,16 +349,22 @@ class RefreshCoordinator:
             self._start_thread(flight, "httpx", stale)
         return await flight.wait_async(self.longest_wait)
 
-    def _refresh_in_background(self, stale: Token, adapter: Adapter) -> None:
-        """Start a refresh, unless one runs already, without waiting for it."""
+    def _refresh_in_background(self, stale: Token, adapter: Adapter) -> _Flight | Token | None:
+        """Start a refresh on a thread of its own, unless one runs already; the
+        flight to wait for, a newer token, or None (nothing to refresh with)."""
         try:
             flight, leader = self._join_or_lead(stale)
         except EmpowerIDAuthError:
-            return  # the current token is still valid; a later caller will see why
+            return None  # the current token is still valid; a later caller will see why
         if leader and isinstance(flight, _Flight):
             # A thread that cannot start fails the flight; the token is still valid.
             with contextlib.suppress(Exception):
                 self._start_thread(flight, adapter, stale)
+        return flight
+
+    def _wait_within(self, token: Token) -> float:
+        left = token.expires_in()
+        return self.longest_wait if left is None else max(0.0, min(self.longest_wait, left - 1.0))
 
     def _start_thread(self, flight: _Flight, adapter: Adapter, stale: Token | None) -> None:
         # Not a daemon: at interpreter exit the refresh is finished (and its
@@ -417,9 +453,11 @@ class RefreshCoordinator:
             with self._lock:
                 if record is not None:
                     self._state = _make_state(record.token, record.refresh_token, self._leeway)
-                elif isinstance(error, _TRANSIENT):
-                    # Early refreshes pause; a token that expires meanwhile is
-                    # still refreshed (is_fresh is False for it).
+                    self._generation = record.generation
+                elif error is not None:
+                    # Early refreshes pause, whatever the failure, instead of one
+                    # token request per request; a token that expires meanwhile
+                    # is still refreshed (is_fresh is False for it).
                     self._state = dataclasses.replace(
                         self._state, not_before=time.time() + _EARLY_REFRESH_COOLDOWN
                     )
@@ -451,6 +489,7 @@ class RefreshCoordinator:
                 # A rotated refresh token from an unusable answer: the old one
                 # is spent, so the new one must be stored before anything else.
                 nonlocal record
+                spent = record.refresh_token
                 token = record.token
                 if token is not None:
                     token = dataclasses.replace(token, refresh_token=refresh_token)
@@ -461,7 +500,7 @@ class RefreshCoordinator:
                     refresh_token=refresh_token,
                     updated_at=time.time(),
                 )
-                self._write(record)
+                self._write(record, spent)
                 with self._lock:
                     self._state = _make_state(token, refresh_token, self._leeway)
 
@@ -472,7 +511,7 @@ class RefreshCoordinator:
                 self._remember_invalid_grant(record, exc)
                 raise
             new = record.successor(token)
-            self._write(new)
+            self._write(new, record.refresh_token)
             logger.info(
                 "refreshed the access token (expires in %s)",
                 "?" if token.expires_in() is None else f"{token.expires_in():.0f}s",
@@ -490,6 +529,8 @@ class RefreshCoordinator:
             self._endpoint.url,
         ):
             return None  # _current_record explains a foreign record, under the lock
+        if not fresh and record.generation < self._generation:
+            return None  # older than what we used; decided under the lock
         if record.invalid_grant_at is not None and not self._brings_new_grant(record):
             self._raise_remembered_invalid_grant(record)
         current = record.token
@@ -510,13 +551,22 @@ class RefreshCoordinator:
             assert record is not None
             return record
         record = self._store.read()
-        unsaved, self._unsaved = self._unsaved, None
-        if unsaved is not None and (record is None or record.generation < unsaved.generation):
-            # Our last refresh could not be stored, and nobody wrote since: the
-            # store still holds the spent refresh token. Store ours now.
-            self._store.write(unsaved)
-            logger.warning("stored the token that an earlier write failed to store")
-            return unsaved
+        if self._unsaved is not None:
+            unsaved, spent = self._unsaved
+            if record is None or record.refresh_token == spent:
+                # Our last refresh could not be stored, and the store still holds
+                # the refresh token it spent (perhaps marked refused by a process
+                # that tried it): ours is the grant's newest. Store it now; if
+                # that fails too, it stays ours and the error goes to the caller.
+                unsaved = dataclasses.replace(
+                    unsaved, generation=(0 if record is None else record.generation) + 1
+                )
+                self._store.write(unsaved)
+                self._unsaved = None
+                logger.warning("stored the token that an earlier write failed to store")
+                return unsaved
+            # Someone stored another refresh token since (a new sign-in, say).
+            self._unsaved = None
         if record is None:
             if self._seed is None:
                 raise MissingRefreshTokenError(
@@ -594,7 +644,7 @@ class RefreshCoordinator:
         seed = self._seed
         return seed.refresh_token if isinstance(seed, Token) else seed
 
-    def _write(self, record: StoredToken) -> None:
+    def _write(self, record: StoredToken, spent: str | None) -> None:
         """Store a refreshed record. If the store refuses, keep it anyway, and say so.
 
         Dropping it would lose the only copy of a rotated refresh token (and
@@ -606,13 +656,17 @@ class RefreshCoordinator:
         except TokenStoreError as exc:
             if not self._shared:
                 raise
-            self._unsaved = record
+            if self._unsaved is not None:
+                spent = self._unsaved[1]  # the store still holds the older one
+            self._unsaved = (record, spent)
             logger.error(  # noqa: TRY400 - the message says all; no traceback
                 "the refreshed token could not be stored, so other processes cannot see "
                 "it (they will find a refresh token that is already spent); this process "
                 "keeps using it and stores it again at its next refresh: %s",
                 exc,
             )
+        else:
+            self._unsaved = None
 
     def _remember_invalid_grant(self, record: StoredToken, exc: InvalidGrantError) -> None:
         try:

@@ -62,7 +62,7 @@ class Token:
             raise ConfigurationError(
                 "Token.access_token must be a non-empty string of visible ASCII characters"
             )
-        if self.token_type.lower() != "bearer":
+        if not isinstance(self.token_type, str) or self.token_type.lower() != "bearer":
             raise ConfigurationError(f"Token.token_type must be 'Bearer', not {self.token_type!r}")
         if self.expires_at is not None and (
             isinstance(self.expires_at, bool)

@@ -22,6 +22,11 @@ except ImportError:  # pragma: no cover - Windows
 
 __all__ = ["FileTokenStore"]
 
+# File descriptors holding a flock now. A forked child inherits them, and with
+# them the lock: it closes its copies, so that a holder killed later does not
+# leave the lock to a child that knows nothing of it.
+_held_fds: set[int] = set()
+
 _MAX_FILE_SIZE = 1 << 20  # a token record is a few kB; anything larger is not ours
 
 
@@ -72,7 +77,8 @@ class FileTokenStore(TokenStore):
 
     def read(self) -> StoredToken | None:
         try:
-            fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            # O_NONBLOCK: a FIFO put at the path must not hang the reader.
+            fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
         except FileNotFoundError:
             return None
         except OSError as exc:
@@ -134,6 +140,14 @@ class FileTokenStore(TokenStore):
                 os.unlink(temporary)
             raise self._error("cannot be written; the previous token is intact", exc) from None
         _fsync_directory(self.path.parent)
+        self._remove_leftovers()
+
+    def _remove_leftovers(self) -> None:
+        # Writes happen under the lock, so any other temporary file of ours was
+        # left by a writer killed mid-write; it holds a token: remove it.
+        for leftover in self.path.parent.glob(f".{self.path.name}.*.tmp"):
+            with contextlib.suppress(OSError):
+                leftover.unlink()
 
     def clear(self) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -160,15 +174,28 @@ class FileTokenStore(TokenStore):
             ) from None
         try:
             _flock(fd, timeout, self.lock_path)
+            _held_fds.add(fd)
             try:
                 yield
             finally:
+                _held_fds.discard(fd)
                 fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
             os.close(fd)
 
     def _error(self, what: str, exc: OSError) -> TokenStoreError:
         return TokenStoreError(f"{self.describe()} {what}: {_reason(exc)}")
+
+
+def _after_fork_in_child() -> None:
+    for fd in list(_held_fds):
+        with contextlib.suppress(OSError):
+            os.close(fd)  # our copy only: the parent still holds its lock
+    _held_fds.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _flock(fd: int, timeout: float, path: Path) -> None:

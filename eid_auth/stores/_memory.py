@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -31,6 +33,7 @@ class MemoryTokenStore(TokenStore):
     def __init__(self) -> None:
         self._record: StoredToken | None = None
         self._lock = threading.Lock()
+        _live.add(self)
 
     def read(self) -> StoredToken | None:
         return self._record
@@ -55,3 +58,17 @@ class MemoryTokenStore(TokenStore):
 
     def clear(self) -> None:
         self._record = None
+
+
+_live: weakref.WeakSet[MemoryTokenStore] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    # A parent's thread may have held the lock at the fork; that thread does
+    # not exist here, so nobody would release it.
+    for store in list(_live):
+        store._lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -59,7 +59,9 @@ class RedisTokenStore(TokenStore):
     ``rediss://``, a private network) as you would the refresh token itself.
 
     Args:
-        client: a ``redis.Redis`` client (not a cluster or async client).
+        client: a ``redis.Redis`` client (not a cluster or async client). Give
+            it a ``socket_timeout``, so that a dead server fails a refresh
+            instead of hanging it (``from_url`` sets 5 seconds).
         key: names this grant's token, e.g. ``"billing-api"``; each grant
             (client and user) needs its own key.
         prefix: the namespace in front of every key; several applications
@@ -204,7 +206,9 @@ class RedisTokenStore(TokenStore):
             yield
         finally:
             stop.set()
-            renewer.join()
+            # Bounded: a renewal stuck on a client without socket_timeout must
+            # not hold up the refresh (the daemon thread ends with its command).
+            renewer.join(self.lock_timeout)
             self._held.token = None
             # Expired or unreachable: it times out by itself.
             with contextlib.suppress(Exception):
