@@ -41,7 +41,7 @@ from eid_auth.stores import (
 from eid_auth.testing import EmpowerIDTestServer, FaultSpec
 
 from .conftest import CLIENT_ID, CLIENT_SECRET, make_auth, send
-from .workers import StoreSpec, hold_lock, write_forever
+from .workers import StoreSpec, hold_lock, hold_lock_and_fork, write_forever
 
 SPAWN = multiprocessing.get_context("spawn")
 
@@ -627,3 +627,188 @@ def test_clearing_a_file_store_starts_over(server: EmpowerIDTestServer, tmp_path
     store.clear()
     assert store.read() is None
     store.clear()  # nothing to clear: fine
+
+
+# -- after a write failed ------------------------------------------------------------
+
+
+class SwitchableStore(FileTokenStore):
+    """A file store whose writes can be made to fail (a full disk, say)."""
+
+    failing = False
+
+    def write(self, record: StoredToken) -> None:
+        if self.failing:
+            raise TokenStoreError(f"{self.describe()} cannot be written: disk full")
+        super().write(record)
+
+
+def test_an_unstored_token_survives_a_second_failed_write(
+    server: EmpowerIDTestServer, tmp_path: Path
+) -> None:
+    store = SwitchableStore(tmp_path / "token.json")
+    auth = make_auth(server, store=store)
+    auth.refresh()
+    store.failing = True
+    kept = auth.refresh()  # refreshed, but not stored
+    with pytest.raises(TokenStoreError, match="disk full"):
+        auth.refresh()  # storing it again fails too: the caller hears of it
+    store.failing = False
+    server.expire_access_tokens()
+    # Still the newest refresh token: the next refresh stores it and uses it.
+    assert send("requests", auth, "GET", server.api_url("/api/x")).status == 200
+    assert auth.token is not None
+    assert auth.token.access_token != kept.access_token
+    assert (server.refresh_grants, server.reuse_detected) == (3, 0)
+    assert store.read().refresh_token == auth.token.refresh_token  # type: ignore[union-attr]
+
+
+def test_an_unstored_token_outranks_another_process_refusal_of_the_spent_one(
+    tmp_path: Path,
+) -> None:
+    # Without reuse detection the grant survives another process presenting
+    # the spent refresh token; the process holding the newest must not drop it.
+    with EmpowerIDTestServer(
+        client_id=CLIENT_ID, client_secret=CLIENT_SECRET, reuse_detection=False
+    ) as server:
+        path = tmp_path / "token.json"
+        a_store = SwitchableStore(path)
+        seed = server.issue_grant()["refresh_token"]
+        a = make_auth(server, refresh_token=seed, store=a_store)
+        b = make_auth(server, refresh_token=seed, store=FileTokenStore(path))
+        a.refresh()
+        b.refresh()  # adopts a's token
+        a_store.failing = True
+        newest = a.refresh()  # the server rotated; the store did not hear of it
+        a_store.failing = False
+        server.expire_access_tokens()
+        with pytest.raises(InvalidGrantError):
+            b.refresh()  # presents the spent refresh token; the refusal is stored
+        token = a.refresh()  # stores its own newest token, then refreshes with it
+        assert token.access_token != newest.access_token
+        assert FileTokenStore(path).read().refresh_token == token.refresh_token  # type: ignore[union-attr]
+        # And b learns the grant is alive again from the store.
+        assert send("requests", b, "GET", server.api_url("/api/x")).status == 200
+
+
+def test_background_refreshes_pause_after_any_failure(server: EmpowerIDTestServer) -> None:
+    grant = server.issue_grant()
+    auth = make_auth(
+        server,
+        access_token=grant["access_token"],
+        refresh_token=grant["refresh_token"],
+        expires_at=time.time() + 50,  # the first half of the refresh window
+    )
+    # A non-transient failure (not a 5xx): a 2xx answer that is not a token.
+    server.fail_next(FaultSpec(status=200, malformed=True), count=100)
+    for _ in range(50):
+        assert send("requests", auth, "GET", server.api_url("/api/x")).status == 200
+        time.sleep(0.002)
+    assert server.token_requests == 1
+
+
+def test_near_expiry_a_hung_lock_holder_delays_requests_only_until_the_token_expires(
+    server: EmpowerIDTestServer, tmp_path: Path
+) -> None:
+    spec = StoreSpec("file", str(tmp_path / "token.json"))
+    grant = server.issue_grant()
+    # 3 s left: the second half of the window, where requests wait for the refresh.
+    valid = Token(
+        access_token=grant["access_token"],
+        refresh_token=grant["refresh_token"],
+        expires_at=time.time() + 3,
+    )
+    spec.build().write(
+        StoredToken(
+            client_id=CLIENT_ID,
+            token_endpoint=server.token_endpoint,
+            generation=1,
+            token=valid,
+            refresh_token=grant["refresh_token"],
+        )
+    )
+    auth = make_auth(server, store=spec.build(), timeout=2, max_retries=0)  # lock wait 13 s
+    held = SPAWN.Event()
+    holder = SPAWN.Process(target=hold_lock, args=(spec, held))
+    holder.start()
+    try:
+        assert held.wait(60)
+        started = time.monotonic()
+        # The first request finds the token in the store (no lock needed);
+        # the second must refresh it, but waits only while it is still valid.
+        for flavour in ("httpx", "requests"):
+            result = send(flavour, auth, "GET", server.api_url("/api/x"))
+            assert result.sent_authorization == f"Bearer {grant['access_token']}"
+        assert time.monotonic() - started < 8
+    finally:
+        os.kill(holder.pid, signal.SIGKILL)  # type: ignore[arg-type]
+        holder.join(30)
+
+
+def test_a_fork_while_the_default_store_is_locked_leaves_the_child_a_usable_store(
+    server: EmpowerIDTestServer,
+) -> None:
+    auth = make_auth(server, timeout=2, max_retries=0)
+    auth.refresh()
+    store = auth.store
+    assert isinstance(store, MemoryTokenStore)
+    with store.lock(timeout=1):  # as a refresh thread would hold it at the fork
+
+        def child() -> bool:
+            with store.lock(timeout=1):
+                return True
+
+        assert _in_forked_child(child) == 0
+
+
+def test_a_killed_holder_s_forked_child_does_not_keep_its_file_lock(tmp_path: Path) -> None:
+    # The holder forks a long-lived child while it holds the lock, then is
+    # killed: the child's inherited descriptor must not keep the lock.
+    spec = StoreSpec("file", str(tmp_path / "token.json"))
+    pid_file = tmp_path / "grandchild.pid"
+    held = SPAWN.Event()
+    holder = SPAWN.Process(target=hold_lock_and_fork, args=(spec, held, str(pid_file)))
+    holder.start()
+    grandchild = 0
+    try:
+        assert held.wait(60)
+        grandchild = int(pid_file.read_text())
+        os.kill(holder.pid, signal.SIGKILL)  # type: ignore[arg-type]
+        # (Not join(): the grandchild holds the pipe join() waits on.)
+        assert _wait_for(lambda: not holder.is_alive())
+        with FileTokenStore(spec.where).lock(timeout=5):
+            pass
+    finally:
+        if holder.is_alive():
+            holder.kill()
+            holder.join(30)
+        if grandchild:
+            os.kill(grandchild, signal.SIGKILL)
+        holder.join(30)
+
+
+def _wait_for(condition: Any, seconds: float = 10.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def test_a_fifo_at_the_token_path_is_refused_without_hanging(tmp_path: Path) -> None:
+    path = tmp_path / "token.json"
+    os.mkfifo(path, 0o600)
+    with pytest.raises(TokenStoreError, match="not a regular file"):
+        FileTokenStore(path).read()
+
+
+def test_a_writer_killed_mid_write_leaves_no_token_copies_after_the_next_write(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "token.json"
+    leftover = tmp_path / ".token.json.abc123.tmp"
+    leftover.write_text("{}")
+    FileTokenStore(path).write(record())
+    assert not leftover.exists()
+    assert FileTokenStore(path).read() is not None

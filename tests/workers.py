@@ -146,6 +146,19 @@ def hold_lock(store: StoreSpec, held: Any) -> None:
         time.sleep(300)
 
 
+def hold_lock_and_fork(store: StoreSpec, held: Any, pid_file: str) -> None:
+    """Take the store's lock, fork a child that outlives us, say so, and hang."""
+    with store.build().lock(timeout=30):
+        pid = os.fork()
+        if pid == 0:  # the grandchild: live on, knowing nothing of the lock
+            time.sleep(60)
+            os._exit(0)
+        with open(pid_file, "w") as f:
+            f.write(str(pid))
+        held.set()
+        time.sleep(300)
+
+
 def write_forever(store: StoreSpec, record_json: bytes, started: Any) -> None:
     """Rewrite the record as fast as possible (until the parent kills us)."""
     from eid_auth.stores import StoredToken
