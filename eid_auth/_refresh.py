@@ -20,6 +20,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import random
 import threading
 import time
 import weakref
@@ -50,6 +51,8 @@ _EARLY_REFRESH_COOLDOWN = 15.0
 # How long a refresh token the server refused (invalid_grant) is not sent again:
 # requests fail fast instead of hammering the token endpoint with a dead token.
 INVALID_GRANT_MEMORY = 60.0
+# The share of the refresh window over which early refreshes are spread.
+_JITTER = 0.1
 # How many seeding refresh tokens a store recognises (as fingerprints).
 _SEEDS_KEPT = 10
 # Failures that leave a still-valid token usable: nobody said it is bad.
@@ -93,10 +96,14 @@ def _make_state(token: Token | None, refresh_token: str | None, leeway: float) -
         # Never refresh earlier than half-way: 60 s tokens with a 60 s leeway
         # would otherwise be refreshed on every request.
         window = min(leeway, lifetime / 2)
+    # Jitter: processes and clients holding the same token (a fleet restarted
+    # together) spread their early refreshes over the first tenth of the window
+    # instead of reaching the token endpoint in the same second.
+    jitter = random.uniform(0.0, window * _JITTER)  # noqa: S311 - not for security
     return _State(
         token,
         refresh_token,
-        refresh_at=token.expires_at - window,
+        refresh_at=token.expires_at - window + jitter,
         background_until=token.expires_at - window / 2,
     )
 

@@ -89,3 +89,13 @@ def test_close_lets_a_refresh_in_progress_finish(server: EmpowerIDTestServer) ->
     assert server.reuse_detected == 0
     assert auth.token is not None
     assert auth.token.access_token != grant["access_token"]
+
+
+def test_early_refreshes_are_spread_over_the_first_tenth_of_the_window() -> None:
+    from eid_auth import Token
+    from eid_auth._refresh import _make_state
+
+    token = Token(access_token="at", refresh_token="rt", expires_at=10_000.0)
+    starts = [_make_state(token, "rt", leeway=60).refresh_at for _ in range(200)]
+    assert all(s is not None and 10_000 - 60 <= s <= 10_000 - 54 for s in starts)
+    assert max(starts) - min(starts) > 3  # type: ignore[operator]  # spread, not one instant
