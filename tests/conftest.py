@@ -29,6 +29,60 @@ def server() -> Iterator[EmpowerIDTestServer]:
         yield s
 
 
+# Every EmpowerIDTestServer started in this test session, so that each test's
+# log records can be checked against every secret any server issued.
+_started_servers: list[EmpowerIDTestServer] = []
+_original_start = EmpowerIDTestServer.start
+
+
+def _start_and_remember(self: EmpowerIDTestServer) -> None:
+    _started_servers.append(self)
+    _original_start(self)
+
+
+EmpowerIDTestServer.start = _start_and_remember  # type: ignore[method-assign]
+
+# Secrets tests hand to eid_auth other than through a server.
+OTHER_SECRETS = ["hunter2-redis-password"]
+
+
+class _Keep(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.setFormatter(logging.Formatter("%(levelname)s %(name)s %(message)s"))
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        # Formatted now, tracebacks included, as a log file would hold them.
+        self.lines.append(self.format(record))
+
+
+@pytest.fixture(autouse=True)
+def no_secret_in_any_log_record() -> Iterator[None]:
+    """Every test: no record of the ``eid_auth`` logger, at any level, holds a
+    token or secret that any test server issued or any test handed over."""
+    logger = logging.getLogger("eid_auth")
+    keep = _Keep()
+    level = logger.level
+    logger.addHandler(keep)
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        logger.removeHandler(keep)
+        logger.setLevel(level)
+    secrets = {CLIENT_SECRET, *OTHER_SECRETS}
+    for started in _started_servers:
+        secrets |= started.issued_secrets
+    leaks = [
+        (number, line.count("\n") + 1)
+        for number, line in enumerate(keep.lines)
+        if any(secret in line for secret in secrets if len(secret) >= 6)
+    ]
+    # Says which record leaked, never the secret itself.
+    assert not leaks, f"log records (index, lines) holding a secret: {leaks}"
+
+
 @pytest.fixture(scope="session")
 def redis_server_url() -> Iterator[str]:
     """The URL of a real redis-server on loopback (see tests/redis_server.py)."""

@@ -493,6 +493,7 @@ class EmpowerIDTestServer:
         self._api_requests: list[RecordedRequest] = []
         self._token_request_log: list[RecordedRequest] = []
         self._handler_errors: list[BaseException] = []
+        self._id_tokens: list[str] = []
 
         self._lifecycle_lock = threading.Lock()
         self._stopping = threading.Event()
@@ -735,6 +736,26 @@ class EmpowerIDTestServer:
         with self._lock:
             return list(self._handler_errors)
 
+    @property
+    def issued_secrets(self) -> frozenset[str]:
+        """Every access, refresh and ID token this server issued, its client secret and
+        its API key: what must never appear in a log, an error or a ``repr``.
+
+        Example:
+            >>> assert not any(s in caplog.text for s in server.issued_secrets)  # doctest: +SKIP
+        """
+        with self._lock:
+            found = {*self._refresh_index, *self._access_index, *self._id_tokens}
+        found.add(self.client_secret)
+        if self.api_key:
+            found.add(self.api_key)
+        return frozenset(found)
+
+    def clear_faults(self) -> None:
+        """Drop the faults still queued by `fail_next` (the end of an outage, say)."""
+        with self._lock:
+            self._faults.clear()
+
     def reset_counters(self) -> None:
         """Zero the counters and clear the request logs; tokens and queued faults remain.
 
@@ -784,7 +805,9 @@ class EmpowerIDTestServer:
         signature = hmac.new(
             self.client_secret.encode("utf-8"), signing_input.encode("ascii"), hashlib.sha256
         ).digest()
-        return f"{signing_input}.{_b64url(signature)}"
+        id_token = f"{signing_input}.{_b64url(signature)}"
+        self._id_tokens.append(id_token)
+        return id_token
 
     def _url_or_blank(self) -> str:
         return self._url or ""
