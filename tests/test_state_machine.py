@@ -1,0 +1,110 @@
+"""A hypothesis state machine over one auth object and a real loopback server.
+
+Steps interleave requests through the three clients, bursts of concurrent
+callers, expiries and revocations (each makes the next request meet a 401),
+and transient token endpoint failures (never more than the retries absorb).
+After every step the invariants hold:
+
+* at most one refresh grant per expiry (exactly one when a request followed it);
+* no refresh token is ever presented twice (the server's reuse detection);
+* every request goes out with the newest token the auth knows;
+* no request is lost where a retry was possible: every request succeeds.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from eid_auth.testing import EmpowerIDTestServer, FaultSpec
+
+from .conftest import CLIENT_ID, CLIENT_SECRET, FLAVOURS, make_auth, send
+
+MAX_RETRIES = 2
+
+
+class OneAuthManyCallers(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.server = EmpowerIDTestServer(client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
+        self.server.start()
+        self.auth = make_auth(self.server, max_retries=MAX_RETRIES, backoff_factor=0.001)
+        # The model: refresh grants the server must have served by now.
+        self.expected_grants = 0
+        self.needs_refresh = True  # no access token yet
+        self.queued_faults = 0
+
+    def teardown(self) -> None:
+        self.auth.close()
+        self.server.stop()
+
+    def _served(self) -> None:
+        """One or more requests went through: a pending expiry cost one grant."""
+        if self.needs_refresh:
+            self.expected_grants += 1
+            self.needs_refresh = False
+            self.queued_faults = 0  # absorbed by the refresh's retries
+
+    @rule(flavour=st.sampled_from(FLAVOURS))
+    def one_request(self, flavour: str) -> None:
+        result = send(flavour, self.auth, "GET", self.server.api_url("/api/x"))
+        assert result.status == 200
+        self._served()
+        assert self.auth.token is not None
+        assert result.sent_authorization == f"Bearer {self.auth.token.access_token}"
+
+    @rule(callers=st.integers(min_value=2, max_value=12))
+    def concurrent_requests(self, callers: int) -> None:
+        go = threading.Barrier(callers)
+        statuses: list[int] = []
+
+        def one(i: int) -> None:
+            go.wait(10)
+            result = send(FLAVOURS[i % 3], self.auth, "GET", self.server.api_url("/api/x"))
+            statuses.append(result.status)
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(callers)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert statuses == [200] * callers
+        self._served()
+
+    @rule()
+    def every_access_token_expires(self) -> None:
+        self.server.expire_access_tokens()
+        self.needs_refresh = True
+
+    @precondition(lambda self: self.auth.token is not None)
+    @rule()
+    def the_current_access_token_is_revoked(self) -> None:
+        assert self.auth.token is not None
+        self.server.revoke_access_token(self.auth.token.access_token)
+        self.needs_refresh = True
+
+    @precondition(lambda self: self.queued_faults < MAX_RETRIES)
+    @rule(status=st.sampled_from([500, 502, 503, 429]))
+    def the_token_endpoint_fails_once(self, status: int) -> None:
+        self.server.fail_next(FaultSpec(status=status))
+        self.queued_faults += 1
+
+    @invariant()
+    def one_refresh_grant_per_expiry(self) -> None:
+        assert self.server.refresh_grants == self.expected_grants
+
+    @invariant()
+    def no_refresh_token_presented_twice(self) -> None:
+        assert self.server.reuse_detected == 0
+
+
+OneAuthManyCallers.TestCase.settings = settings(
+    max_examples=25,
+    stateful_step_count=15,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+test_one_auth_many_callers = OneAuthManyCallers.TestCase
