@@ -207,6 +207,17 @@ def _resolve(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
+@dataclass(frozen=True)
+class _Wait:
+    flight: _Flight
+    timeout: float
+
+
+@dataclass(frozen=True)
+class _Replace:
+    stale: Token | None
+
+
 class RefreshCoordinator:
     """Holds the current token and makes sure one refresh runs at a time.
 
@@ -270,39 +281,18 @@ class RefreshCoordinator:
 
     def token_for_request(self, adapter: Adapter) -> Token:
         """The token to send now, refreshed first if it is missing or expiring."""
-        pending = self._pending_for_this_thread()
-        if pending is not None:
-            return pending
-        state = self._state
-        now = time.time()
-        if state.is_fresh(now):
-            assert state.token is not None
-            return state.token
-        if state.refresh_behind(now):
-            assert state.token is not None
-            self._refresh_in_background(state.token, adapter)
-            return state.token
-        token = state.token
-        if token is not None and not token.is_expired(now=now):
-            # Close to expiry: wait for the new token, but not past the current
-            # one's expiry (a hung lock holder elsewhere must not stall us).
-            started = self._refresh_in_background(token, adapter)
-            if not isinstance(started, _Flight):
-                return started or token
-            try:
-                return started.wait(self._wait_within(token))
-            except _TRANSIENT:
-                valid = self._still_valid()
-                if valid is None:
-                    raise
-                return valid
+        plan = self._plan(adapter)
+        if isinstance(plan, Token):
+            return plan
         try:
-            return self.replace(state.token, adapter)
+            if isinstance(plan, _Wait):
+                return plan.flight.wait(plan.timeout)
+            return self.replace(plan.stale, adapter)
         except _TRANSIENT:
-            token = self._still_valid()
-            if token is None:
+            valid = self._still_valid()
+            if valid is None:
                 raise
-            return token
+            return valid
 
     def replace(self, stale: Token | None, adapter: Adapter) -> Token:
         """A token newer than ``stale``: someone else's, or a refresh of our own."""
@@ -316,37 +306,41 @@ class RefreshCoordinator:
     # -- asyncio callers ----------------------------------------------------
 
     async def token_for_request_async(self) -> Token:
+        plan = self._plan("httpx")
+        if isinstance(plan, Token):
+            return plan
+        try:
+            if isinstance(plan, _Wait):
+                return await plan.flight.wait_async(plan.timeout)
+            return await self.replace_async(plan.stale)
+        except _TRANSIENT:
+            valid = self._still_valid()
+            if valid is None:
+                raise
+            return valid
+
+    def _plan(self, adapter: Adapter) -> Token | _Wait | _Replace:
+        """What a request needs, decided without waiting: a token to send now, a
+        refresh to wait for (and for how long), or a token to replace."""
         pending = self._pending_for_this_thread()
         if pending is not None:
             return pending
-        state = self._state
+        state = self._state  # one snapshot: the token it holds is the stale one
         now = time.time()
-        if state.is_fresh(now):
-            assert state.token is not None
-            return state.token
-        if state.refresh_behind(now):
-            assert state.token is not None
-            self._refresh_in_background(state.token, "httpx")
-            return state.token
         token = state.token
+        if token is not None and state.is_fresh(now):
+            return token
+        if token is not None and state.refresh_behind(now):
+            self._refresh_in_background(token, adapter)
+            return token
         if token is not None and not token.is_expired(now=now):
-            started = self._refresh_in_background(token, "httpx")
+            # Close to expiry: wait for the new token, but not past the current
+            # one's expiry (a hung lock holder elsewhere must not stall us).
+            started = self._refresh_in_background(token, adapter)
             if not isinstance(started, _Flight):
                 return started or token
-            try:
-                return await started.wait_async(self._wait_within(token))
-            except _TRANSIENT:
-                valid = self._still_valid()
-                if valid is None:
-                    raise
-                return valid
-        try:
-            return await self.replace_async(state.token)
-        except _TRANSIENT:
-            token = self._still_valid()
-            if token is None:
-                raise
-            return token
+            return _Wait(started, self._wait_within(token))
+        return _Replace(token)
 
     async def replace_async(self, stale: Token | None) -> Token:
         flight, leader = self._join_or_lead(stale)

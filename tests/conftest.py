@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -93,6 +94,16 @@ def redis_server_url() -> Iterator[str]:
 @pytest.fixture(params=FLAVOURS)
 def flavour(request: pytest.FixtureRequest) -> str:
     return str(request.param)
+
+
+def wait_for(condition: Callable[[], object], seconds: float = 10.0) -> bool:
+    """Poll ``condition`` until it is true or ``seconds`` pass (bounded, no sleep-and-hope)."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
 
 
 def make_auth(server: EmpowerIDTestServer, **kwargs: Any) -> EmpowerIDAuth:

@@ -12,7 +12,7 @@ import time
 
 from eid_auth.testing import EmpowerIDTestServer, FaultSpec
 
-from .conftest import FLAVOURS, make_auth, send
+from .conftest import FLAVOURS, make_auth, send, wait_for
 
 
 def _token_due_in(server: EmpowerIDTestServer, seconds: float, **kwargs: object):  # type: ignore[no-untyped-def]
@@ -24,15 +24,6 @@ def _token_due_in(server: EmpowerIDTestServer, seconds: float, **kwargs: object)
         expires_at=time.time() + seconds,
         **kwargs,
     )
-
-
-def _wait_for(condition, seconds: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 def test_requests_in_the_early_window_do_not_wait_for_the_refresh(
@@ -59,7 +50,7 @@ def test_requests_in_the_early_window_do_not_wait_for_the_refresh(
     assert time.monotonic() - started < 2.5  # none waited out the 3 s refresh
     assert sent == [f"Bearer {grant['access_token']}"] * 20
     # One refresh for all of them, and later requests get its token.
-    assert _wait_for(
+    assert wait_for(
         lambda: auth.token is not None and auth.token.access_token != grant["access_token"]
     )
     assert server.token_requests == 1
@@ -82,7 +73,7 @@ def test_close_lets_a_refresh_in_progress_finish(server: EmpowerIDTestServer) ->
     grant, auth = _token_due_in(server, 50, timeout=10.0)
     server.fail_next(FaultSpec(status=200, delay=1.0))
     send("requests", auth, "GET", server.api_url("/api/x"))  # starts the refresh
-    assert _wait_for(lambda: server.token_requests == 1)
+    assert wait_for(lambda: server.token_requests == 1)
     auth.close()  # must not cut the refresh off after the server rotated the token
     assert server.refresh_grants == 1
     assert server.token_requests == 1

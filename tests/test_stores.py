@@ -16,7 +16,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,7 @@ from eid_auth.stores import (
 )
 from eid_auth.testing import EmpowerIDTestServer, FaultSpec
 
-from .conftest import CLIENT_ID, CLIENT_SECRET, make_auth, send
+from .conftest import CLIENT_ID, CLIENT_SECRET, make_auth, send, wait_for
 from .workers import StoreSpec, hold_lock, hold_lock_and_fork, write_forever
 
 SPAWN = multiprocessing.get_context("spawn")
@@ -71,6 +71,42 @@ def record(generation: int = 1, **kwargs: Any) -> StoredToken:
         generation=generation,
         **kwargs,
     )
+
+
+def seed_with_grant(
+    server: EmpowerIDTestServer, spec: StoreSpec, seconds: float
+) -> dict[str, Any]:
+    """Store a real grant's token, valid for ``seconds`` more; the grant."""
+    grant = server.issue_grant()
+    token = Token(
+        access_token=grant["access_token"],
+        refresh_token=grant["refresh_token"],
+        expires_at=time.time() + seconds,
+    )
+    spec.build().write(
+        StoredToken(
+            client_id=CLIENT_ID,
+            token_endpoint=server.token_endpoint,
+            generation=1,
+            token=token,
+            refresh_token=grant["refresh_token"],
+        )
+    )
+    return grant
+
+
+@contextmanager
+def lock_held_elsewhere(spec: StoreSpec) -> Iterator[None]:
+    """Another process holds the store's lock (and hangs) until the block ends."""
+    held = SPAWN.Event()
+    holder = SPAWN.Process(target=hold_lock, args=(spec, held))
+    holder.start()
+    try:
+        assert held.wait(60)
+        yield
+    finally:
+        os.kill(holder.pid, signal.SIGKILL)  # type: ignore[arg-type]
+        holder.join(30)
 
 
 # -- the protocol ------------------------------------------------------------
@@ -304,29 +340,11 @@ def test_a_hung_lock_holder_does_not_delay_requests_on_a_valid_token(
     server: EmpowerIDTestServer, tmp_path: Path
 ) -> None:
     spec = StoreSpec("file", str(tmp_path / "token.json"))
-    grant = server.issue_grant()
     # Valid for 50 s more, so inside the 60 s leeway: due for an early refresh.
-    valid = Token(
-        access_token=grant["access_token"],
-        refresh_token=grant["refresh_token"],
-        expires_at=time.time() + 50,
-    )
-    spec.build().write(
-        StoredToken(
-            client_id=CLIENT_ID,
-            token_endpoint=server.token_endpoint,
-            generation=1,
-            token=valid,
-            refresh_token=grant["refresh_token"],
-        )
-    )
+    grant = seed_with_grant(server, spec, 50)
     # Waiting for the lock would take the longest refresh: 2 * 4 + 5 = 13 s.
     auth = make_auth(server, store=spec.build(), timeout=2, max_retries=0)
-    held = SPAWN.Event()
-    holder = SPAWN.Process(target=hold_lock, args=(spec, held))
-    holder.start()
-    try:
-        assert held.wait(60)
+    with lock_held_elsewhere(spec):
         started = time.monotonic()
         for flavour in ("requests", "httpx", "httpx_async", "requests"):
             result = send(flavour, auth, "GET", server.api_url("/api/x"))
@@ -334,9 +352,6 @@ def test_a_hung_lock_holder_does_not_delay_requests_on_a_valid_token(
             assert result.sent_authorization == f"Bearer {grant['access_token']}"
         assert time.monotonic() - started < 10
         assert server.token_requests == 0  # the refresh still waits for the lock
-    finally:
-        os.kill(holder.pid, signal.SIGKILL)  # type: ignore[arg-type]
-        holder.join(30)
 
 
 # -- FileTokenStore ------------------------------------------------------------
@@ -711,28 +726,10 @@ def test_near_expiry_a_hung_lock_holder_delays_requests_only_until_the_token_exp
     server: EmpowerIDTestServer, tmp_path: Path
 ) -> None:
     spec = StoreSpec("file", str(tmp_path / "token.json"))
-    grant = server.issue_grant()
     # 3 s left: the second half of the window, where requests wait for the refresh.
-    valid = Token(
-        access_token=grant["access_token"],
-        refresh_token=grant["refresh_token"],
-        expires_at=time.time() + 3,
-    )
-    spec.build().write(
-        StoredToken(
-            client_id=CLIENT_ID,
-            token_endpoint=server.token_endpoint,
-            generation=1,
-            token=valid,
-            refresh_token=grant["refresh_token"],
-        )
-    )
+    grant = seed_with_grant(server, spec, 3)
     auth = make_auth(server, store=spec.build(), timeout=2, max_retries=0)  # lock wait 13 s
-    held = SPAWN.Event()
-    holder = SPAWN.Process(target=hold_lock, args=(spec, held))
-    holder.start()
-    try:
-        assert held.wait(60)
+    with lock_held_elsewhere(spec):
         started = time.monotonic()
         # The first request finds the token in the store (no lock needed);
         # the second must refresh it, but waits only while it is still valid.
@@ -740,9 +737,6 @@ def test_near_expiry_a_hung_lock_holder_delays_requests_only_until_the_token_exp
             result = send(flavour, auth, "GET", server.api_url("/api/x"))
             assert result.sent_authorization == f"Bearer {grant['access_token']}"
         assert time.monotonic() - started < 8
-    finally:
-        os.kill(holder.pid, signal.SIGKILL)  # type: ignore[arg-type]
-        holder.join(30)
 
 
 def test_a_fork_while_the_default_store_is_locked_leaves_the_child_a_usable_store(
@@ -775,7 +769,7 @@ def test_a_killed_holder_s_forked_child_does_not_keep_its_file_lock(tmp_path: Pa
         grandchild = int(pid_file.read_text())
         os.kill(holder.pid, signal.SIGKILL)  # type: ignore[arg-type]
         # (Not join(): the grandchild holds the pipe join() waits on.)
-        assert _wait_for(lambda: not holder.is_alive())
+        assert wait_for(lambda: not holder.is_alive())
         with FileTokenStore(spec.where).lock(timeout=5):
             pass
     finally:
@@ -785,15 +779,6 @@ def test_a_killed_holder_s_forked_child_does_not_keep_its_file_lock(tmp_path: Pa
         if grandchild:
             os.kill(grandchild, signal.SIGKILL)
         holder.join(30)
-
-
-def _wait_for(condition: Any, seconds: float = 10.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 def test_a_fifo_at_the_token_path_is_refused_without_hanging(tmp_path: Path) -> None:
