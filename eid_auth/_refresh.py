@@ -246,8 +246,8 @@ class RefreshCoordinator:
         self._on_refresh = on_refresh
         self._lock = threading.Lock()
         self._flight: _Flight | None = None
-        # A refreshed record the store refused to take, written again next time.
-        # ... and the spent refresh token it replaced.
+        # A refreshed record the store refused to take (written again at the
+        # next refresh), with the spent refresh token it replaced.
         self._unsaved: tuple[StoredToken, str | None] | None = None
         # The generation of the newest record this process has used: an older
         # one (a store restored from a backup, a lagging replica) is not adopted.
