@@ -2,23 +2,28 @@
 
 It starts the loopback server with 4-second access tokens and rotating refresh
 tokens, then makes requests with requests, httpx and httpx async across several
-expiries, forces a 401, and lets 50 threads and 200 tasks meet an expired
-token at once. Each refresh is printed as it happens (as a fingerprint: the
-demo prints no token).
+expiries, forces a 401, lets 50 threads and 200 tasks meet an expired token at
+once, and has 4 processes share one token file. Each refresh is printed as it
+happens (as a fingerprint: the demo prints no token).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import multiprocessing
+import os
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import httpx
 import requests
 
 from ._auth import EmpowerIDAuth
 from ._token import Token
+from .stores import FileTokenStore
 from .testing import EmpowerIDTestServer
 
 LIFETIME = 4
@@ -31,7 +36,7 @@ def _fingerprint(secret: str | None) -> str:
 
 
 def main() -> None:
-    """Run the tour; takes about 15 seconds."""
+    """Run the tour; takes about 25 seconds."""
     started = time.monotonic()
 
     def say(text: str) -> None:
@@ -108,10 +113,82 @@ def main() -> None:
         )
         session.close()
         auth.close()
+
+        say(
+            "4. 4 processes x 3 threads share one FileTokenStore for 9 s; each token is "
+            f"refreshed half-way through its {LIFETIME}s life, by whichever process comes first"
+        )
+        before = server.refresh_grants
+        ok, failed = _processes_sharing_a_file(server, url, processes=4, seconds=9.0)
+        say(
+            f"  {ok} requests succeeded, {failed} failed, with "
+            f"{server.refresh_grants - before} refresh grant(s) between the 4 processes; "
+            f"reused refresh tokens seen by the server: {server.reuse_detected}"
+        )
         say(
             f"done: {server.refresh_grants} refresh grants in all, "
             f"{server.reuse_detected} reuse detected"
         )
+
+
+def _processes_sharing_a_file(
+    server: EmpowerIDTestServer, url: str, processes: int, seconds: float
+) -> tuple[int, int]:
+    seed = server.issue_grant()["refresh_token"]
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    with tempfile.TemporaryDirectory() as directory:
+        path = os.path.join(directory, "token.json")
+        args = (server.token_endpoint, server.client_id, server.client_secret, seed, path, url)
+        children = [
+            context.Process(target=_worker, args=(*args, seconds, results))
+            for _ in range(processes)
+        ]
+        for child in children:
+            child.start()
+        outcomes = [results.get(timeout=seconds + 120) for _ in children]
+        for child in children:
+            child.join(30)
+    return sum(o[0] for o in outcomes), sum(o[1] for o in outcomes)
+
+
+def _worker(
+    token_endpoint: str,
+    client_id: str,
+    client_secret: str,
+    seed: str,
+    path: str,
+    url: str,
+    seconds: float,
+    results: Any,
+) -> None:
+    """One process: its own EmpowerIDAuth on the shared token file, 3 threads."""
+    auth = EmpowerIDAuth(
+        token_endpoint=token_endpoint,
+        client_id=client_id,
+        client_secret=client_secret,
+        refresh_token=seed,  # seeds the empty file; the others find the file's token
+        store=FileTokenStore(path),
+    )
+    stop_at = time.monotonic() + seconds
+
+    def loop() -> tuple[int, int]:
+        ok = failed = 0
+        with requests.Session() as session:
+            session.auth = auth
+            while time.monotonic() < stop_at:
+                try:
+                    good = session.get(url, timeout=30).status_code == 200
+                except Exception:  # counted, as a user would see it
+                    good = False
+                ok, failed = ok + good, failed + (not good)
+                time.sleep(0.05)
+        return ok, failed
+
+    with ThreadPoolExecutor(3) as pool:
+        counts = list(pool.map(lambda _: loop(), range(3)))
+    auth.close()
+    results.put((sum(c[0] for c in counts), sum(c[1] for c in counts)))
 
 
 async def _async_get(auth: EmpowerIDAuth, url: str) -> int:
