@@ -227,9 +227,16 @@ class EmpowerIDAuth(RequestsAdapter, HTTPXAdapter):
         """Close the HTTP clients created for token requests (never ``token_client``).
 
         A refresh in progress (one running behind requests, say) is waited for
-        first: cutting it off could lose the rotated refresh token it brings.
+        first, at most as long as a refresh can take (``timeout`` per attempt,
+        with retries): cutting it off could lose the rotated refresh token it
+        brings. In asyncio code, use ``await auth.aclose()``.
         """
         self._coordinator.wait_for_refresh()
+        self._endpoint.close()
+
+    async def aclose(self) -> None:
+        """Like ``close()``, for asyncio code: waits without blocking the event loop."""
+        await self._coordinator.wait_for_refresh_async()
         self._endpoint.close()
 
 

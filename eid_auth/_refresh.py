@@ -207,6 +207,10 @@ def _resolve(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
+class _RememberedInvalidGrant(InvalidGrantError):
+    """An ``InvalidGrantError`` raised from memory, without a token request."""
+
+
 @dataclass(frozen=True)
 class _Wait:
     flight: _Flight
@@ -284,15 +288,15 @@ class RefreshCoordinator:
         plan = self._plan(adapter)
         if isinstance(plan, Token):
             return plan
-        try:
-            if isinstance(plan, _Wait):
+        if isinstance(plan, _Wait):
+            try:
                 return plan.flight.wait(plan.timeout)
+            except EmpowerIDAuthError:
+                return self._still_valid_or_raise()
+        try:
             return self.replace(plan.stale, adapter)
         except _TRANSIENT:
-            valid = self._still_valid()
-            if valid is None:
-                raise
-            return valid
+            return self._still_valid_or_raise()
 
     def replace(self, stale: Token | None, adapter: Adapter) -> Token:
         """A token newer than ``stale``: someone else's, or a refresh of our own."""
@@ -309,15 +313,15 @@ class RefreshCoordinator:
         plan = self._plan("httpx")
         if isinstance(plan, Token):
             return plan
-        try:
-            if isinstance(plan, _Wait):
+        if isinstance(plan, _Wait):
+            try:
                 return await plan.flight.wait_async(plan.timeout)
+            except EmpowerIDAuthError:
+                return self._still_valid_or_raise()
+        try:
             return await self.replace_async(plan.stale)
         except _TRANSIENT:
-            valid = self._still_valid()
-            if valid is None:
-                raise
-            return valid
+            return self._still_valid_or_raise()
 
     def _plan(self, adapter: Adapter) -> Token | _Wait | _Replace:
         """What a request needs, decided without waiting: a token to send now, a
@@ -331,8 +335,9 @@ class RefreshCoordinator:
         if token is not None and state.is_fresh(now):
             return token
         if token is not None and state.refresh_behind(now):
-            self._refresh_in_background(token, adapter)
-            return token
+            started = self._refresh_in_background(token, adapter)
+            # A newer token (another thread's refresh after a 401) beats ours.
+            return started if isinstance(started, Token) else token
         if token is not None and not token.is_expired(now=now):
             # Close to expiry: wait for the new token, but not past the current
             # one's expiry (a hung lock holder elsewhere must not stall us).
@@ -353,6 +358,9 @@ class RefreshCoordinator:
     def _refresh_in_background(self, stale: Token, adapter: Adapter) -> _Flight | Token | None:
         """Start a refresh on a thread of its own, unless one runs already; the
         flight to wait for, a newer token, or None (nothing to refresh with)."""
+        running = self._flight  # read without the lock: the valid-token path takes none
+        if running is not None and running.owner != threading.get_ident():
+            return running
         try:
             flight, leader = self._join_or_lead(stale)
         except EmpowerIDAuthError:
@@ -387,14 +395,15 @@ class RefreshCoordinator:
             return flight.pending
         return None
 
-    def _still_valid(self) -> Token | None:
-        """After a failed early refresh: the current token, if it has not expired."""
+    def _still_valid_or_raise(self) -> Token:
+        """After an early refresh failed or took too long: the current token, if
+        it has not expired; else the error being handled is the caller's."""
         token = self._state.token
         if token is None or token.is_expired():
-            return None
-        logger.warning(
-            "early token refresh failed; the current access token stays in use "
-            "(it expires in %.0fs)",
+            raise  # re-raises the error being handled: only called from except blocks
+        # The failure itself was logged once, by the refresh.
+        logger.debug(
+            "the current access token stays in use (it expires in %.0fs)",
             token.expires_in() or 0.0,
         )
         return token
@@ -436,7 +445,10 @@ class RefreshCoordinator:
             record, refreshed = self._replace_in_store(stale, adapter)
         except Exception as exc:
             error = exc
-            logger.warning("token refresh failed: %s", exc)
+            if isinstance(exc, _RememberedInvalidGrant):
+                logger.debug("token refresh skipped: %s", exc)
+            else:
+                logger.warning("token refresh failed: %s", exc)
         except BaseException:
             # KeyboardInterrupt or SystemExit belongs to this thread alone; the
             # others get an ordinary error.
@@ -513,10 +525,6 @@ class RefreshCoordinator:
                 raise
             new = record.successor(token)
             self._write(new, record.refresh_token)
-            logger.info(
-                "refreshed the access token (expires in %s)",
-                "?" if token.expires_in() is None else f"{token.expires_in():.0f}s",
-            )
             return new, True
 
     def _check(
@@ -681,7 +689,7 @@ class RefreshCoordinator:
         if age >= INVALID_GRANT_MEMORY:
             return  # long enough: let one request find out again
         description = record.invalid_grant_description
-        raise InvalidGrantError(
+        raise _RememberedInvalidGrant(
             f"the token endpoint refused this refresh token (invalid_grant) {age:.0f}s ago"
             f"{': ' + description if description else ''}; it is not sent again. "
             "Sign in again and give EmpowerIDAuth the new refresh token",
@@ -709,6 +717,13 @@ class RefreshCoordinator:
         flight = self._flight
         if flight is not None and flight.owner != threading.get_ident():
             flight.done.wait(self.longest_wait)
+
+    async def wait_for_refresh_async(self) -> None:
+        """``wait_for_refresh`` without blocking the event loop."""
+        flight = self._flight
+        if flight is not None and flight.owner != threading.get_ident():
+            with contextlib.suppress(EmpowerIDAuthError):
+                await flight.wait_async(self.longest_wait)
 
     def _after_fork_in_child(self) -> None:
         # A flight of the parent has no thread here; a lock a parent's thread

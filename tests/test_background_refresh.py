@@ -7,8 +7,13 @@ token is about to expire) they wait for the new token.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import threading
 import time
+
+import httpx
+import pytest
 
 from eid_auth.testing import EmpowerIDTestServer, FaultSpec
 
@@ -90,3 +95,59 @@ def test_early_refreshes_are_spread_over_the_first_tenth_of_the_window() -> None
     starts = [_make_state(token, "rt", leeway=60).refresh_at for _ in range(200)]
     assert all(s is not None and 10_000 - 60 <= s <= 10_000 - 54 for s in starts)
     assert max(starts) - min(starts) > 3  # type: ignore[operator]  # spread, not one instant
+
+
+def test_near_expiry_a_refused_refresh_does_not_fail_requests_on_a_valid_token(
+    server: EmpowerIDTestServer,
+) -> None:
+    grant = server.issue_grant()
+    auth = make_auth(
+        server,
+        access_token=grant["access_token"],
+        refresh_token="a-refresh-token-the-server-never-issued",
+        expires_at=time.time() + 20,  # the second half of the 60 s window
+    )
+    for flavour in FLAVOURS:
+        result = send(flavour, auth, "GET", server.api_url("/api/x"))
+        assert result.status == 200
+        assert result.sent_authorization == f"Bearer {grant['access_token']}"
+    assert server.token_requests == 1  # then the pause
+
+
+def test_a_slow_refresh_in_the_last_second_warns_nobody(
+    server: EmpowerIDTestServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    _, auth = _token_due_in(server, 0.9)
+    server.fail_next(FaultSpec(status=200, delay=1.0))  # slow, then successful
+    with caplog.at_level(logging.WARNING, logger="eid_auth"):
+        for flavour in FLAVOURS:
+            assert send(flavour, auth, "GET", server.api_url("/api/x")).status == 200
+        assert wait_for(lambda: server.refresh_grants == 1)
+        auth.close()
+    assert caplog.records == []
+
+
+def test_aclose_lets_a_refresh_in_progress_finish(server: EmpowerIDTestServer) -> None:
+    grant, auth = _token_due_in(server, 50, timeout=10.0)
+    server.fail_next(FaultSpec(status=200, delay=1.0))
+
+    async def scenario() -> None:
+        async with httpx.AsyncClient(auth=auth) as client:
+            await client.get(server.api_url("/api/x"))  # starts the refresh
+        ticks = 0
+
+        async def tick() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.05)
+                ticks += 1
+
+        ticker = asyncio.ensure_future(tick())
+        await auth.aclose()
+        ticker.cancel()
+        assert ticks > 5  # the event loop kept running while aclose() waited
+
+    asyncio.run(scenario())
+    assert (server.refresh_grants, server.token_requests, server.reuse_detected) == (1, 1, 0)
+    assert auth.token is not None
+    assert auth.token.access_token != grant["access_token"]
