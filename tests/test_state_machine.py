@@ -14,6 +14,7 @@ After every step the invariants hold:
 from __future__ import annotations
 
 import threading
+import time
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -108,3 +109,99 @@ OneAuthManyCallers.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow],
 )
 test_one_auth_many_callers = OneAuthManyCallers.TestCase
+
+
+class TokensExpiringByTheClock(RuleBasedStateMachine):
+    """Tokens of 2 s: refreshed early (behind the requests, then waited for) as
+    time passes, interleaved with revocations and transient failures."""
+
+    LIFETIME = 2
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.server = EmpowerIDTestServer(
+            client_id=CLIENT_ID, client_secret=CLIENT_SECRET, access_token_lifetime=self.LIFETIME
+        )
+        self.server.start()
+        self.auth = make_auth(self.server, max_retries=MAX_RETRIES, backoff_factor=0.001)
+        self.started = time.monotonic()
+        self.revocations = 0
+        self.queued_faults = 0
+        self.seen_token_requests = 0
+
+    def teardown(self) -> None:
+        self.auth.close()
+        self.server.stop()
+
+    @rule(flavour=st.sampled_from(FLAVOURS))
+    def one_request(self, flavour: str) -> None:
+        before = self.auth.token
+        result = send(flavour, self.auth, "GET", self.server.api_url("/api/x"))
+        assert result.status == 200
+        after = self.auth.token
+        assert after is not None
+        # The token it went out with was the newest the auth knew, before or
+        # after a refresh that ran meanwhile; never an older one.
+        known = {f"Bearer {t.access_token}" for t in (before, after) if t is not None}
+        assert result.sent_authorization in known
+
+    @rule(callers=st.integers(min_value=2, max_value=8))
+    def concurrent_requests(self, callers: int) -> None:
+        go = threading.Barrier(callers)
+        statuses: list[int] = []
+
+        def one(i: int) -> None:
+            go.wait(10)
+            statuses.append(
+                send(FLAVOURS[i % 3], self.auth, "GET", self.server.api_url("/api/x")).status
+            )
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(callers)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert statuses == [200] * callers
+
+    @rule(seconds=st.sampled_from([0.2, 0.5, 1.0]))
+    def time_passes(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+    @precondition(lambda self: self.auth.token is not None)
+    @rule()
+    def the_current_access_token_is_revoked(self) -> None:
+        assert self.auth.token is not None
+        self.server.revoke_access_token(self.auth.token.access_token)
+        self.revocations += 1
+
+    @precondition(lambda self: self.queued_faults < MAX_RETRIES)
+    @rule(status=st.sampled_from([500, 503]))
+    def the_token_endpoint_fails_once(self, status: int) -> None:
+        self.server.fail_next(FaultSpec(status=status))
+        self.queued_faults += 1
+
+    @invariant()
+    def at_most_one_refresh_per_token_life_or_revocation(self) -> None:
+        self.auth._coordinator.wait_for_refresh()  # a refresh behind the last step
+        # Queued faults are used up by token requests, one each.
+        sent = self.server.token_requests - self.seen_token_requests
+        self.queued_faults = max(0, self.queued_faults - sent)
+        self.seen_token_requests = self.server.token_requests
+        # Each token is refreshed no earlier than 0.9 of the way into its
+        # refresh window (half its life), so at most one grant per 0.9 s,
+        # plus one per revocation, plus the first.
+        elapsed = time.monotonic() - self.started
+        assert self.server.refresh_grants <= 1 + self.revocations + elapsed / 0.9
+
+    @invariant()
+    def no_refresh_token_presented_twice(self) -> None:
+        assert self.server.reuse_detected == 0
+
+
+TokensExpiringByTheClock.TestCase.settings = settings(
+    max_examples=8,
+    stateful_step_count=10,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+test_tokens_expiring_by_the_clock = TokensExpiringByTheClock.TestCase
