@@ -109,6 +109,16 @@ def lock_held_elsewhere(spec: StoreSpec) -> Iterator[None]:
         holder.join(30)
 
 
+def unseeded_auth(server: EmpowerIDTestServer, store: TokenStore) -> EmpowerIDAuth:
+    """A worker's auth: no refresh_token=, everything comes from the store."""
+    return EmpowerIDAuth(
+        token_endpoint=server.token_endpoint,
+        client_id=CLIENT_ID,
+        client_secret=CLIENT_SECRET,
+        store=store,
+    )
+
+
 # -- the protocol ------------------------------------------------------------
 
 
@@ -160,12 +170,7 @@ def test_refresh_token_may_be_left_out_once_the_store_is_seeded(
     server: EmpowerIDTestServer, store: TokenStore
 ) -> None:
     make_auth(server, store=store).refresh()
-    worker = EmpowerIDAuth(
-        token_endpoint=server.token_endpoint,
-        client_id=CLIENT_ID,
-        client_secret=CLIENT_SECRET,
-        store=store,
-    )
+    worker = unseeded_auth(server, store)
     assert send("httpx_async", worker, "GET", server.api_url("/api/x")).status == 200
     assert server.refresh_grants == 1
 
@@ -173,12 +178,7 @@ def test_refresh_token_may_be_left_out_once_the_store_is_seeded(
 def test_an_empty_store_without_a_seed_says_what_to_do(
     server: EmpowerIDTestServer, store: TokenStore
 ) -> None:
-    auth = EmpowerIDAuth(
-        token_endpoint=server.token_endpoint,
-        client_id=CLIENT_ID,
-        client_secret=CLIENT_SECRET,
-        store=store,
-    )
+    auth = unseeded_auth(server, store)
     with pytest.raises(MissingRefreshTokenError, match="is empty and no refresh_token"):
         send("requests", auth, "GET", server.api_url("/api/x"))
     assert server.token_requests == 0
