@@ -6,7 +6,7 @@ import inspect
 import ipaddress
 import math
 from collections.abc import Callable, Mapping
-from typing import Any, get_args
+from typing import TYPE_CHECKING, Any, get_args
 from urllib.parse import urlsplit
 
 import httpx
@@ -19,6 +19,9 @@ from ._requests_adapter import RequestsAdapter
 from ._token import Token
 from ._token_endpoint import ClientAuthMethod, HTTPClient, TokenEndpoint
 from .stores import MemoryTokenStore, TokenStore
+
+if TYPE_CHECKING:
+    from typing_extensions import Self  # typing.Self is Python 3.11+
 
 __all__ = ["EmpowerIDAuth"]
 
@@ -239,6 +242,20 @@ class EmpowerIDAuth(RequestsAdapter, HTTPXAdapter):
         await self._coordinator.wait_for_refresh_async()
         self._endpoint.close()
 
+    def __enter__(self) -> Self:
+        """``with EmpowerIDAuth(...) as auth:`` closes it at the end, like ``close()``."""
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Self:
+        """``async with EmpowerIDAuth(...) as auth:`` closes it with ``aclose()``."""
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
 
 def _token_endpoint_url(token_endpoint: str | None, server: str | None) -> str:
     if (token_endpoint is None) == (server is None):
@@ -249,12 +266,26 @@ def _token_endpoint_url(token_endpoint: str | None, server: str | None) -> str:
     if server is not None:
         if not isinstance(server, str):
             raise ConfigurationError("server must be a URL string like 'https://host'")
+        if "oauth" in urlsplit(server).path.lower().split("/"):
+            # "https://host/oauth/v2/token" would become ".../oauth/v2/token/oauth/v2/token".
+            raise ConfigurationError(
+                f"server must be the EmpowerID base URL (like 'https://host'), not an OAuth "
+                f"endpoint: {server!r} has '/oauth' in its path. For the token endpoint's "
+                "own URL, use token_endpoint= instead"
+            )
         url = server.rstrip("/") + TOKEN_PATH
     else:
         assert token_endpoint is not None
         if not isinstance(token_endpoint, str):
             raise ConfigurationError("token_endpoint must be a URL string")
         url = token_endpoint
+    name = "server" if server is not None else "token_endpoint"
+    if not url.isprintable() or any(c.isspace() for c in url):
+        # A newline or space in a URL is a pasting accident, and HTTP libraries
+        # refuse it only when the first request is sent.
+        raise ConfigurationError(
+            f"{name} has a space or control character (a newline?) in it: {url!r}"
+        )
     parts = urlsplit(url)
     if server is not None and (parts.query or parts.fragment):
         raise ConfigurationError(
@@ -265,6 +296,13 @@ def _token_endpoint_url(token_endpoint: str | None, server: str | None) -> str:
         raise ConfigurationError("the token endpoint URL must not have a #fragment")
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise ConfigurationError(f"token endpoint {url!r} is not an http(s) URL with a host")
+    try:
+        _ = parts.port  # "host:abc" or a port past 65535 raises here
+        parts.hostname.encode("idna")
+    except (ValueError, UnicodeError):
+        raise ConfigurationError(
+            f"token endpoint {url!r} has an invalid host name or port"
+        ) from None
     if parts.username is not None or parts.password is not None:
         raise ConfigurationError("the token endpoint URL must not carry credentials")
     if parts.scheme == "http" and not _is_loopback(parts.hostname):

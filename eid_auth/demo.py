@@ -9,6 +9,7 @@ happens (as a fingerprint: the demo prints no token).
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import hashlib
 import multiprocessing
@@ -202,5 +203,21 @@ async def _many_async_gets(auth: EmpowerIDAuth, url: str, count: int) -> list[in
     return [r.status_code for r in responses]
 
 
-if __name__ == "__main__":
+def cli(argv: list[str] | None = None) -> None:
+    """``python -m eid_auth.demo [--help]``: the tour takes no other argument."""
+    parser = argparse.ArgumentParser(
+        prog="python -m eid_auth.demo",
+        description=(
+            "A tour of eid_auth on its embedded EmpowerID test server (loopback only, "
+            "about 25 seconds): requests, httpx and httpx async sharing one auth across "
+            "several token expiries, a forced 401, 250 concurrent requests meeting a "
+            "revoked token with one refresh grant, and 4 processes sharing one token "
+            "file. It prints each refresh as a fingerprint, never a token."
+        ),
+    )
+    parser.parse_args(argv)
     main()
+
+
+if __name__ == "__main__":
+    cli()

@@ -44,6 +44,18 @@ def build(**changes: Any) -> EmpowerIDAuth:
         ({"expires_at": 5.0}, "expires_at needs access_token"),
         ({"token": {"access_token": "a"}}, "not both"),
         ({"refresh_token": None, "token": {"nope": 1}}, "access_token"),
+        # A newline pasted into the URL: httpx would refuse it only at the first request.
+        ({"token_endpoint": "http://local\nhost/t"}, "control character"),
+        ({"token_endpoint": "https://eid.example.com/oauth/v2/token\n"}, "control character"),
+        ({"token_endpoint": "https://eid example.com/oauth/v2/token"}, "space"),
+        ({"token_endpoint": "https://eid.example.com:99999/t"}, "invalid host name or port"),
+        ({"token_endpoint": "https://eid..example.com/t"}, "invalid host name or port"),
+        # server= is the base URL: a full endpoint URL would get the path twice.
+        (
+            {"token_endpoint": None, "server": "https://eid.example.com/oauth/v2/token"},
+            "use token_endpoint= instead",
+        ),
+        ({"token_endpoint": None, "server": "https://eid.example.com/oauth/"}, "base URL"),
     ],
 )
 def test_wrong_configuration(changes: dict[str, Any], message: str) -> None:
@@ -70,6 +82,9 @@ def test_https_or_loopback(endpoint: str) -> None:
 def test_server_means_the_empowerid_token_path() -> None:
     auth = build(token_endpoint=None, server="https://eid.example.com/")
     assert auth.token_endpoint == "https://eid.example.com/oauth/v2/token"
+    # A server behind a path prefix (a reverse proxy) keeps its prefix.
+    auth = build(token_endpoint=None, server="https://proxy.example.com/eid")
+    assert auth.token_endpoint == "https://proxy.example.com/eid/oauth/v2/token"
 
 
 def test_token_argument_accepts_a_token_or_its_dict() -> None:

@@ -1,0 +1,109 @@
+"""An auth's life: ``with`` and ``async with`` close it, the way httpx clients close;
+``help()`` shows this package's own methods; the demo answers ``--help``."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+
+import httpx
+import requests
+
+from eid_auth import EmpowerIDAuth
+from eid_auth.testing import EmpowerIDTestServer, FaultSpec
+
+from .conftest import make_auth, wait_for
+
+
+def _auth_due_in(server: EmpowerIDTestServer, seconds: float) -> tuple[str, EmpowerIDAuth]:
+    grant = server.issue_grant()
+    auth = make_auth(
+        server,
+        access_token=grant["access_token"],
+        refresh_token=grant["refresh_token"],
+        expires_at=time.time() + seconds,
+        timeout=10.0,
+    )
+    return grant["access_token"], auth
+
+
+def test_with_closes_the_auth_after_a_refresh_in_progress(server: EmpowerIDTestServer) -> None:
+    # 50 s left of a 60 s leeway: the request starts a slow refresh behind itself.
+    old, auth = _auth_due_in(server, 50)
+    server.fail_next(FaultSpec(status=200, delay=1.0))
+    with auth as entered, requests.Session() as session:
+        assert entered is auth
+        assert session.get(server.api_url("/api/x"), auth=auth).status_code == 200
+        assert wait_for(lambda: server.token_requests == 1)
+    # Leaving the block is close(): it waited for the refresh instead of cutting it off.
+    assert server.refresh_grants == 1
+    assert auth.token is not None
+    assert auth.token.access_token != old
+    assert server.reuse_detected == 0
+
+
+def test_async_with_closes_the_auth_without_blocking_the_loop(
+    server: EmpowerIDTestServer,
+) -> None:
+    old, auth = _auth_due_in(server, 50)
+    server.fail_next(FaultSpec(status=200, delay=1.0))
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.05)
+            ticks += 1
+
+    async def scenario() -> None:
+        async with auth as entered:
+            assert entered is auth
+            async with httpx.AsyncClient(auth=auth) as client:
+                assert (await client.get(server.api_url("/api/x"))).status_code == 200
+            ticker = asyncio.ensure_future(tick())
+        ticker.cancel()
+
+    asyncio.run(scenario())
+    assert server.refresh_grants == 1
+    assert auth.token is not None
+    assert auth.token.access_token != old
+    assert ticks > 5  # aclose() waited for the refresh on the event loop, not blocking it
+
+
+def test_with_lets_errors_through(server: EmpowerIDTestServer) -> None:
+    auth = make_auth(server, refresh_token=server.issue_grant()["refresh_token"])
+
+    class Boom(Exception):
+        pass
+
+    try:
+        with auth:
+            raise Boom
+    except Boom:
+        pass
+    else:  # pragma: no cover - the assertion below explains
+        raise AssertionError("the with block swallowed the error")
+
+
+def test_demo_help_prints_usage_and_starts_nothing() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "eid_auth.demo", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("usage: python -m eid_auth.demo")
+    assert "test server at" not in done.stdout  # the tour did not run
+    wrong = subprocess.run(
+        [sys.executable, "-m", "eid_auth.demo", "--bogus"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert wrong.returncode == 2
+    assert "unrecognized arguments: --bogus" in wrong.stderr
