@@ -9,6 +9,7 @@ import sys
 import time
 
 import httpx
+import pytest
 import requests
 
 from eid_auth import EmpowerIDAuth
@@ -78,13 +79,8 @@ def test_with_lets_errors_through(server: EmpowerIDTestServer) -> None:
     class Boom(Exception):
         pass
 
-    try:
-        with auth:
-            raise Boom
-    except Boom:
-        pass
-    else:  # pragma: no cover - the assertion below explains
-        raise AssertionError("the with block swallowed the error")
+    with pytest.raises(Boom), auth:
+        raise Boom
 
 
 def test_demo_help_prints_usage_and_starts_nothing() -> None:
