@@ -600,6 +600,7 @@ class EmpowerIDTestServer:
         expires_in: int | None = None,
         *,
         person_id: str | None = None,
+        refresh_token: str | None = None,
     ) -> dict[str, Any]:
         """Start a new grant, as if a user had just signed in, and return its tokens.
 
@@ -609,6 +610,9 @@ class EmpowerIDTestServer:
                 already expired); ``None`` uses `access_token_lifetime`. Later refreshes always
                 use `access_token_lifetime`.
             person_id: The person's GUID reported as ``id``; random when omitted.
+            refresh_token: The grant's first refresh token; random when omitted. A
+                fixed one lets code written with a placeholder (``refresh_token="..."``)
+                run as written against this server.
 
         Returns:
             A token response: ``access_token``, ``token_type`` ("Bearer"), ``expires_in``
@@ -625,7 +629,7 @@ class EmpowerIDTestServer:
             grant = _Grant(
                 person_id=person_id or str(uuid.uuid4()),
                 scope=scope,
-                refresh_token=self._new_refresh_token(),
+                refresh_token=refresh_token or self._new_refresh_token(),
             )
             self._refresh_index[grant.refresh_token] = grant
             access_token = self._new_access_token(grant, lifetime)
