@@ -12,7 +12,7 @@ from collections.abc import AsyncGenerator, Generator
 import httpx
 
 from ._bearer import carried, sign
-from ._refresh import RefreshCoordinator, same_access_token
+from ._refresh import RefreshCoordinator
 from ._token import Token
 
 __all__ = ["HTTPXAdapter"]
@@ -66,7 +66,7 @@ class HTTPXAdapter(httpx.Auth):
             response.status_code == 401
             and carried(response.request.headers, token)
             and _replayable(response.request)
-            and (coordinator.can_refresh or not same_access_token(coordinator.token, token))
+            and coordinator.retry_after_401(token)
         )
 
     def _resend(self, response: httpx.Response, token: Token) -> httpx.Request:

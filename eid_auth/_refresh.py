@@ -16,6 +16,7 @@ event loop's thread cannot deadlock with a task of that loop.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import dataclasses
 import logging
@@ -57,6 +58,14 @@ _JITTER = 0.1
 _SEEDS_KEPT = 10
 # Failures that leave a still-valid token usable: nobody said it is bad.
 _TRANSIENT = (TokenEndpointUnavailableError, TokenStoreError)
+# How long a 401 for the token that a refresh after a 401 brought is returned
+# as is: the API rejects fresh tokens too (a wrong API key, audience or scope),
+# and refreshing on every request would spend a refresh grant per request.
+REJECTED_TOKEN_PAUSE = 30.0
+# At interpreter exit, how long refreshes still running on threads of ours get
+# to finish (and hand a rotated refresh token to the store and on_refresh)
+# before they are abandoned so the process can end.
+EXIT_GRACE = 5.0
 
 
 @dataclass(frozen=True)
@@ -207,6 +216,15 @@ def _resolve(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
+@dataclass
+class _RefreshedAfter401:
+    """A token that a refresh caused by a 401 brought, and when."""
+
+    token: Token
+    at: float
+    warned: bool = False
+
+
 class _RememberedInvalidGrant(InvalidGrantError):
     """An ``InvalidGrantError`` raised from memory, without a token request."""
 
@@ -257,6 +275,10 @@ class RefreshCoordinator:
         # one (a store restored from a backup, a lagging replica) is not adopted.
         self._generation = 0
         self._warned_about_seed = False
+        # The last token the API answered 401 to that we went on to replace,
+        # and the token its refresh brought (see retry_after_401).
+        self._rejected: Token | None = None
+        self._refreshed_after_401: _RefreshedAfter401 | None = None
         if shared:
             self._state = _State(None, None, float("-inf"))
         else:
@@ -273,6 +295,43 @@ class RefreshCoordinator:
     def can_refresh(self) -> bool:
         # A shared store may hold a refresh token this process has not seen.
         return self._state.refresh_token is not None or self._shared
+
+    def retry_after_401(self, rejected: Token) -> bool:
+        """Whether a request the API answered 401 should be re-sent with a newer
+        token (which ``replace(rejected)`` then brings, refreshing if need be).
+
+        No when there is nothing to refresh with, and no for a 401 to the token
+        that a refresh caused by a 401 brought less than ``REJECTED_TOKEN_PAUSE``
+        seconds ago: the API rejects fresh tokens too, so that 401 goes back to
+        the caller instead of costing a refresh grant per request. Decided from
+        memory alone (no store read), as it runs on event loops too.
+        """
+        with self._lock:
+            if not same_access_token(self._state.token, rejected):
+                return True  # replaced already: re-send with the newer token, no grant
+            if not self.can_refresh:
+                return False
+            after = self._refreshed_after_401
+            paused = (
+                after is not None
+                and same_access_token(after.token, rejected)
+                and time.time() - after.at < REJECTED_TOKEN_PAUSE
+            )
+            if not paused:
+                self._rejected = rejected
+                return True
+            assert after is not None
+            first = not after.warned
+            after.warned = True
+        if first:  # once per such token: every request of a storm would log it
+            logger.warning(
+                "the API rejected (401) the token refreshed %.0fs ago because of a 401; "
+                "401s for it are returned without refreshing until it is %.0fs old "
+                "(check the API key, audience or scope)",
+                time.time() - after.at,
+                REJECTED_TOKEN_PAUSE,
+            )
+        return False
 
     @property
     def longest_wait(self) -> float:
@@ -376,16 +435,31 @@ class RefreshCoordinator:
         return self.longest_wait if left is None else max(0.0, min(self.longest_wait, left - 1.0))
 
     def _start_thread(self, flight: _Flight, adapter: Adapter, stale: Token | None) -> None:
-        # Not a daemon: at interpreter exit the refresh is finished (and its
-        # on_refresh run) rather than killed after the server rotated the token.
+        # A daemon, so a hanging token endpoint cannot keep the process alive;
+        # at interpreter exit _finish_refreshes_at_exit still gives it EXIT_GRACE
+        # to finish (and its on_refresh to run) after the server rotated the token.
         thread = threading.Thread(
-            target=self._run, args=(flight, adapter, stale), name="eid_auth-refresh"
+            target=self._run_in_background,
+            args=(flight, adapter, stale),
+            name="eid_auth-refresh",
+            daemon=True,
         )
+        with _threads_lock:
+            _refresh_threads.add(thread)
         try:
             thread.start()
         except BaseException as exc:
+            with _threads_lock:
+                _refresh_threads.discard(thread)
             self._abandon(flight, f"could not start the refresh thread ({exc})")
             raise
+
+    def _run_in_background(self, flight: _Flight, adapter: Adapter, stale: Token | None) -> None:
+        try:
+            self._run(flight, adapter, stale)
+        finally:
+            with _threads_lock:
+                _refresh_threads.discard(threading.current_thread())
 
     def _pending_for_this_thread(self) -> Token | None:
         # Requests made from on_refresh get the token being saved, not the old
@@ -464,9 +538,16 @@ class RefreshCoordinator:
                 self._call_on_refresh(token)
         finally:
             with self._lock:
+                after_401 = self._rejected is not None and same_access_token(self._rejected, stale)
+                if after_401:
+                    self._rejected = None
                 if record is not None:
                     self._state = _make_state(record.token, record.refresh_token, self._leeway)
                     self._generation = record.generation
+                    if refreshed and token is not None and after_401:
+                        # A refresh the API's 401 caused; if the API rejects its
+                        # token too, retry_after_401 stops refreshing for a while.
+                        self._refreshed_after_401 = _RefreshedAfter401(token, time.time())
                 elif error is not None:
                     # Early refreshes pause, whatever the failure, instead of one
                     # token request per request; a token that expires meanwhile
@@ -734,11 +815,42 @@ class RefreshCoordinator:
 
 
 _live: weakref.WeakSet[RefreshCoordinator] = weakref.WeakSet()
+# Refresh threads of ours still running (daemons: not joined at exit).
+_refresh_threads: set[threading.Thread] = set()
+_threads_lock = threading.Lock()
 
 
 def _after_fork_in_child() -> None:
+    global _threads_lock
+    _threads_lock = threading.Lock()
+    _refresh_threads.clear()  # the parent's threads do not exist here
     for coordinator in list(_live):
         coordinator._after_fork_in_child()
+
+
+def _finish_refreshes_at_exit() -> None:
+    """Give refreshes still running on our threads EXIT_GRACE seconds in all to
+    finish, then abandon them so the process can end.
+
+    An atexit function runs after the interpreter has joined every non-daemon
+    thread (so the program's own threads are done) and before daemon threads
+    are stopped.
+    """
+    deadline = time.monotonic() + EXIT_GRACE
+    with _threads_lock:
+        threads = list(_refresh_threads)
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    if any(thread.is_alive() for thread in threads):
+        logger.warning(
+            "a token refresh still running at interpreter exit was abandoned after %.0fs; "
+            "if the server had already rotated the refresh token, the new one is lost "
+            "(call close() on the auth before exiting to wait for a refresh to finish)",
+            EXIT_GRACE,
+        )
+
+
+atexit.register(_finish_refreshes_at_exit)
 
 
 if hasattr(os, "register_at_fork"):

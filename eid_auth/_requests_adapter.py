@@ -15,7 +15,7 @@ from requests.cookies import extract_cookies_to_jar
 from requests.utils import rewind_body
 
 from ._bearer import carried, same_origin, sign
-from ._refresh import RefreshCoordinator, same_access_token
+from ._refresh import RefreshCoordinator
 from ._token import Token
 from ._token_endpoint import API_KEY_HEADER
 
@@ -68,7 +68,7 @@ class _RetryOn401:
             or self._spent
             or not carried(request.headers, self._token)
             or not _replayable(request)
-            or (not coordinator.can_refresh and same_access_token(coordinator.token, self._token))
+            or not coordinator.retry_after_401(self._token)
         ):
             return r
         self._spent = True
