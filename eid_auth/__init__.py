@@ -22,6 +22,7 @@ from ._exceptions import (
     MissingRefreshTokenError,
     TokenEndpointError,
     TokenEndpointUnavailableError,
+    TokenResponseTooLargeError,
     TokenStoreError,
 )
 from ._token import Token
@@ -42,6 +43,7 @@ __all__ = [
     "Token",
     "TokenEndpointError",
     "TokenEndpointUnavailableError",
+    "TokenResponseTooLargeError",
     "TokenStoreError",
     "__version__",
 ]

@@ -10,6 +10,7 @@ or its attributes. The hierarchy::
     │   ├── InvalidGrantError           refresh token expired, revoked or already used
     │   └── InvalidClientError          client_id / client_secret rejected
     ├── InvalidTokenResponseError       a 2xx answer that is not a valid token response
+    │   └── TokenResponseTooLargeError  an answer over 256 KiB (on the wire or decompressed)
     ├── TokenEndpointUnavailableError   connection errors, timeouts, 5xx, 429 after retries
     └── TokenStoreError                 a token store cannot be read, written or locked
 """
@@ -30,6 +31,7 @@ __all__ = [
     "MissingRefreshTokenError",
     "TokenEndpointError",
     "TokenEndpointUnavailableError",
+    "TokenResponseTooLargeError",
     "TokenStoreError",
 ]
 
@@ -110,6 +112,15 @@ class InvalidTokenResponseError(EmpowerIDAuthError):
 
     Examples: a body that is not JSON, no ``access_token``, a ``token_type``
     other than ``Bearer``, a negative or non-numeric ``expires_in``.
+    """
+
+
+class TokenResponseTooLargeError(InvalidTokenResponseError):
+    """The token endpoint's answer was over 256 KiB, on the wire or decompressed.
+
+    Reading stopped at the limit (a gzip bomb or an endless body cannot fill
+    memory); the answer is not retried. Also raised for an oversized 4xx answer;
+    an oversized 5xx or 429 is retried as its status says.
     """
 
 

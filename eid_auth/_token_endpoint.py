@@ -31,22 +31,27 @@ from ._exceptions import (
     InvalidTokenResponseError,
     TokenEndpointError,
     TokenEndpointUnavailableError,
+    TokenResponseTooLargeError,
     redact,
 )
 from ._token import Token
+from ._transport import MAX_RESPONSE_BYTES, HTTPClient, send_token_request
+from ._transport import Answer as _Answer
+from ._transport import Failure as _Failure
 
 __all__ = ["ClientAuthMethod", "HTTPClient", "TokenEndpoint"]
 
 logger = logging.getLogger("eid_auth")
 
 ClientAuthMethod = Literal["client_secret_post", "client_secret_basic"]
-HTTPClient = requests.Session | httpx.Client
 Adapter = Literal["requests", "httpx"]
 
 API_KEY_HEADER = "X-EmpowerID-API-Key"
 
 # A Retry-After longer than this is not waited out: the caller gets an error now.
 _MAX_RETRY_AFTER = 30.0
+# For the thread switches and parsing around the attempts, in longest_refresh.
+_REFRESH_MARGIN = 1.0
 
 
 @dataclass(frozen=True)
@@ -56,12 +61,6 @@ class TokenRequest:
     url: str
     headers: dict[str, str] = field(repr=False)
     body: str = field(repr=False)
-
-
-class _NoAuth(requests.auth.AuthBase):
-    # Keeps a session's own ``auth`` and netrc from touching the token request.
-    def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
-        return r
 
 
 class TokenEndpoint:
@@ -102,11 +101,17 @@ class TokenEndpoint:
 
     @property
     def longest_refresh(self) -> float:
-        """An upper bound on how long ``refresh()`` can take, for waiters' timeouts."""
+        """The longest ``refresh()`` can take, for waiters' timeouts: every attempt
+        until its deadline (``timeout``), the longest wait before each retry (the
+        backoff without jitter, or a ``Retry-After`` of up to 30 s), and a margin.
+        151 s with the defaults (timeout=30, max_retries=2, backoff_factor=0.5).
+        """
         attempts = self.max_retries + 1
-        waits = sum(max(self._backoff(i), _MAX_RETRY_AFTER) for i in range(self.max_retries))
-        # httpx applies its timeout per phase (connect, write, read), hence the 4.
-        return attempts * self.timeout * 4 + waits + 5.0
+        waits = sum(
+            max(self.backoff_factor * 2.0**retry, _MAX_RETRY_AFTER)
+            for retry in range(self.max_retries)
+        )
+        return attempts * self.timeout + waits + _REFRESH_MARGIN
 
     def build_refresh_request(self, refresh_token: str) -> TokenRequest:
         """Prepare the refresh grant: form body plus client authentication (authlib)."""
@@ -142,7 +147,12 @@ class TokenEndpoint:
             TokenEndpointError: the server refused (``InvalidGrantError`` and
                 ``InvalidClientError`` among them); never retried.
             InvalidTokenResponseError: a 2xx answer that is not a token.
-            TokenEndpointUnavailableError: every attempt failed transiently.
+            TokenResponseTooLargeError: an answer over ``MAX_RESPONSE_BYTES``
+                (other than 5xx and 429, which are retried as their status says).
+            TokenEndpointUnavailableError: every attempt failed transiently;
+                its ``__cause__`` is the low-level error (``ConnectionRefusedError``,
+                ``ssl.SSLCertVerificationError``, ``TimeoutError``...), without the
+                request it belonged to.
         """
         request = self.build_refresh_request(refresh_token)
         client = self._client_for(adapter)
@@ -154,11 +164,19 @@ class TokenEndpoint:
             failure = answer if isinstance(answer, _Failure) else _failure_of(answer)
             if failure is None:
                 assert not isinstance(answer, _Failure)
+                if answer.too_large:
+                    raise TokenResponseTooLargeError(
+                        f"token endpoint {self.url} answered HTTP {answer.status} with a body "
+                        f"over {MAX_RESPONSE_BYTES} bytes ({MAX_RESPONSE_BYTES // 1024} KiB, "
+                        "the limit for a token response, on the wire and decompressed); "
+                        "a token response is a few kB: is token_endpoint the right URL?"
+                    )
                 return self._parse(
                     answer, requested_at, refresh_token, secrets, attempt, keep_refresh_token
                 )
             # Errors are raised outside any ``except`` block on purpose: a chained
             # requests/httpx exception would carry the token request, secret included.
+            # The cause is a bare copy of the low-level error, which holds no request.
             if attempt == attempts:
                 raise TokenEndpointUnavailableError(
                     f"token endpoint {self.url} failed {attempts} time(s); last: "
@@ -167,7 +185,7 @@ class TokenEndpoint:
                     "requests.Session or httpx.Client.",
                     status_code=failure.status_code,
                     attempts=attempt,
-                )
+                ) from failure.cause
             delay = self._backoff(attempt - 1)
             if failure.retry_after is not None:
                 if failure.retry_after > _MAX_RETRY_AFTER:
@@ -218,31 +236,10 @@ class TokenEndpoint:
             return client
 
     def _send(self, client: HTTPClient, request: TokenRequest) -> _Answer | _Failure:
-        try:
-            if isinstance(client, requests.Session):
-                r = client.post(
-                    request.url,
-                    data=request.body.encode(),
-                    headers=request.headers,
-                    timeout=self.timeout,
-                    allow_redirects=False,
-                    auth=_NoAuth(),
-                )
-                return _Answer(r.status_code, r.headers.get("Retry-After"), r.content)
-            response = client.post(
-                request.url,
-                content=request.body.encode(),
-                headers=request.headers,
-                timeout=self.timeout,
-                follow_redirects=False,
-                auth=httpx.Auth(),  # the base class adds nothing: no client auth, no netrc
-            )
-            return _Answer(
-                response.status_code, response.headers.get("Retry-After"), response.content
-            )
-        except (requests.RequestException, httpx.HTTPError) as exc:
-            # Connection errors, timeouts, truncated or undecodable bodies.
-            return _Failure(f"{type(exc).__name__} (no usable answer)")
+        # Capped in size, and bounded by ``timeout`` from connecting to the last byte.
+        return send_token_request(
+            client, request.url, request.headers, request.body.encode(), self.timeout
+        )
 
     def _parse(
         self,
@@ -287,22 +284,6 @@ class TokenEndpoint:
 
 
 _NOT_JSON: Any = object()
-
-
-@dataclass(frozen=True)
-class _Answer:
-    status: int
-    retry_after: str | None
-    content: bytes = field(repr=False)
-
-
-@dataclass(frozen=True)
-class _Failure:
-    """One failed attempt that a retry may fix."""
-
-    reason: str
-    status_code: int | None = None
-    retry_after: float | None = None
 
 
 def _failure_of(answer: _Answer) -> _Failure | None:

@@ -121,6 +121,7 @@ def test_public_names() -> None:
             "Token",
             "TokenEndpointError",
             "TokenEndpointUnavailableError",
+            "TokenResponseTooLargeError",
             "TokenStoreError",
             "__version__",
         ]
