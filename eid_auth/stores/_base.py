@@ -14,15 +14,23 @@ import hashlib
 import json
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
-from .._exceptions import ConfigurationError, TokenStoreError
+from .._exceptions import TokenStoreError
 from .._token import Token
 
-__all__ = ["FORMAT", "StoredToken", "TokenStore", "fingerprint"]
+__all__ = [
+    "FORMAT",
+    "MAX_RECORD_SIZE",
+    "StoredToken",
+    "TokenStore",
+    "encode",
+    "fingerprint",
+    "record_error",
+]
 
 # Written into every record, so that a future layout can be told apart.
 FORMAT = "eid_auth.token/1"
@@ -101,45 +109,59 @@ class StoredToken:
     def from_json(cls, data: bytes | str, where: str) -> StoredToken:
         """Parse a record written by ``to_json``.
 
+        Every field is checked, so that whatever a damaged or hostile record
+        holds (any bytes, deep nesting, numbers beyond a float's range, NaN),
+        the result is a usable record or this error.
+
         Raises:
             TokenStoreError: the data is not such a record; the message names
                 ``where`` it came from and never quotes the data.
         """
-
-        def bad(what: str) -> TokenStoreError:
-            return TokenStoreError(
-                f"{where} does not hold a token eid_auth wrote ({what}); nothing was changed. "
-                "Fix it or remove it (the next start seeds it from refresh_token=)."
-            )
-
         try:
-            document = json.loads(data)
-        except (ValueError, UnicodeDecodeError) as exc:
-            # The position only: the message of a JSON error never quotes the text.
-            raise bad(f"not JSON: error at position {getattr(exc, 'pos', '?')}") from None
-        if not isinstance(document, dict):
-            raise bad("not a JSON object")
-        if document.get("format") != FORMAT:
-            raise bad(f"its 'format' is not {FORMAT!r}")
-        try:
-            return cls._from_document(document)
-        except (_BadRecord, ConfigurationError) as exc:
+            return cls._decode(data)
+        except _BadRecord as exc:
             # Our own validation messages name fields, never their values.
-            raise bad(str(exc)) from None
+            raise record_error(where, str(exc)) from None
+
+    @classmethod
+    def _decode(cls, data: bytes | str) -> StoredToken:
+        if len(data) > MAX_RECORD_SIZE:
+            raise _BadRecord(f"larger than {MAX_RECORD_SIZE // 1024} kB")
+        if isinstance(data, bytes):
+            try:
+                data = data.decode()
+            except UnicodeDecodeError as exc:
+                raise _BadRecord(f"not UTF-8: error at byte {exc.start}") from None
+        try:
+            document = json.loads(data, parse_int=_parse_int)
+        except RecursionError:
+            raise _BadRecord("nested too deeply") from None
+        except ValueError as exc:
+            # The position only: the message of a JSON error never quotes the text.
+            raise _BadRecord(f"not JSON: error at position {getattr(exc, 'pos', '?')}") from None
+        if not isinstance(document, dict):
+            raise _BadRecord("not a JSON object")
+        if document.get("format") != FORMAT:
+            raise _BadRecord(f"its 'format' is not {FORMAT!r}")
+        _check_depth(document)
+        return cls._from_document(document)
 
     @classmethod
     def _from_document(cls, document: Mapping[str, Any]) -> StoredToken:
-        for name in ("client_id", "token_endpoint"):
-            if not isinstance(document.get(name), str):
-                raise _BadRecord(f"'{name}' is not a string")
+        client_id = _text(document.get("client_id"), "client_id")
+        token_endpoint = _text(document.get("token_endpoint"), "token_endpoint")
         generation = document.get("generation")
-        if isinstance(generation, bool) or not isinstance(generation, int) or generation < 1:
-            raise _BadRecord("'generation' is not a positive integer")
+        if (
+            isinstance(generation, bool)
+            or not isinstance(generation, int)
+            or not 1 <= generation <= _MAX_GENERATION
+        ):
+            raise _BadRecord(f"'generation' is not an integer from 1 to {_MAX_GENERATION}")
         refresh_token = document.get("refresh_token")
-        if refresh_token is not None and (not isinstance(refresh_token, str) or not refresh_token):
-            raise _BadRecord("'refresh_token' is not a non-empty string")
+        if refresh_token is not None:
+            refresh_token = _text(refresh_token, "refresh_token", empty=False)
         token_data = document.get("token")
-        token = None if token_data is None else Token.from_dict(token_data)
+        token = None if token_data is None else _token(token_data)
         lost = document.get("invalid_grant")
         lost_at: float | None = None
         lost_description: str | None = None
@@ -148,26 +170,130 @@ class StoredToken:
             if lost_at is None:
                 raise _BadRecord("'invalid_grant' is not {'at': <time>, 'description': ...}")
             description = lost.get("description")
-            lost_description = description if isinstance(description, str) else None
-        updated_at = document.get("updated_at")
+            if description is not None:
+                lost_description = _text(description, "invalid_grant.description")
+        updated_at = _as_time(document.get("updated_at"))
+        if updated_at is None:
+            raise _BadRecord("'updated_at' is not a time")
         seeds = document.get("seeds", [])
-        if not isinstance(seeds, list) or not all(isinstance(x, str) for x in seeds):
+        if not isinstance(seeds, list) or not all(_is_text(x) for x in seeds):
             raise _BadRecord("'seeds' is not a list of strings")
         return cls(
-            client_id=document["client_id"],
-            token_endpoint=document["token_endpoint"],
+            client_id=client_id,
+            token_endpoint=token_endpoint,
             generation=generation,
             token=token,
             refresh_token=refresh_token,
             invalid_grant_at=lost_at,
             invalid_grant_description=lost_description,
-            updated_at=_as_time(updated_at) or 0.0,
+            updated_at=updated_at,
             seeds=tuple(seeds),
         )
 
 
+# A record is a few kB; anything larger is not one of ours.
+MAX_RECORD_SIZE = 1 << 20
+# Token answers are nearly flat. The limit keeps every later pass over a
+# record (writing it back, copying it) far from Python's recursion limit.
+_MAX_DEPTH = 32
+_MAX_GENERATION = 2**63 - 1
+# Saved token fields that hold text (Token checks its own rules on top).
+_TOKEN_TEXT = ("access_token", "token_type", "refresh_token", "id_token", "scope", "id")
+
+
 class _BadRecord(Exception):
     """A field of a stored record is missing or of the wrong kind."""
+
+
+def record_error(where: str, what: str) -> TokenStoreError:
+    """The error for a store holding something that is not a usable record."""
+    return TokenStoreError(
+        f"{where} does not hold a token eid_auth wrote ({what}); it was left unchanged. "
+        "To start over, remove it (store.clear() does) and give EmpowerIDAuth the "
+        "refresh token of a new sign-in (refresh_token=)."
+    )
+
+
+def encode(record: StoredToken, where: str) -> bytes:
+    """``record.to_json()``, checked to read back, for a store about to write it.
+
+    Raises:
+        TokenStoreError: the record cannot be kept as JSON (its token's ``raw``
+            holds something JSON cannot carry, or that ``from_json`` refuses).
+    """
+    try:
+        data = record.to_json()
+        StoredToken._decode(data)
+    except (_BadRecord, ValueError, TypeError, RecursionError) as exc:
+        what = str(exc) if isinstance(exc, _BadRecord) else f"{type(exc).__name__} from JSON"
+        raise TokenStoreError(
+            f"{where} was not written: the record would not read back ({what}); "
+            "the previous token is intact"
+        ) from None
+    return data
+
+
+def _parse_int(digits: str) -> int:
+    # Checked while parsing: an integer beyond a float's range breaks every
+    # time computation made with it (OverflowError).
+    if len(digits) > 320:
+        raise _BadRecord("a number is too large")
+    value = int(digits)
+    try:
+        float(value)
+    except OverflowError:
+        raise _BadRecord("a number is too large") from None
+    return value
+
+
+def _check_depth(document: object) -> None:
+    pending: list[tuple[object, int]] = [(document, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if isinstance(value, dict):
+            children: Iterable[object] = value.values()
+        elif isinstance(value, list):
+            children = value
+        else:
+            continue
+        if depth > _MAX_DEPTH:
+            raise _BadRecord(f"nested more than {_MAX_DEPTH} levels deep")
+        pending.extend((child, depth + 1) for child in children)
+
+
+def _is_text(value: object) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        # JSON can carry lone surrogates (\ud800), which no request can send.
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _text(value: object, name: str, *, empty: bool = True) -> str:
+    if not _is_text(value) or not (empty or value):
+        kind = "a string" if empty else "a non-empty string"
+        raise _BadRecord(f"'{name}' is not {kind}")
+    assert isinstance(value, str)
+    return value
+
+
+def _token(data: object) -> Token:
+    if not isinstance(data, dict):
+        raise _BadRecord("'token' is not a JSON object")
+    for name in _TOKEN_TEXT:
+        if data.get(name) is not None and not _is_text(data[name]):
+            raise _BadRecord(f"'token.{name}' is not a string")
+    if data.get("expires_at") is not None and _as_time(data["expires_at"]) is None:
+        raise _BadRecord("'token.expires_at' is not a time")
+    try:
+        return Token.from_dict(data)
+    except (ValueError, TypeError, ArithmeticError, RecursionError):
+        # ConfigurationError is a ValueError. Its message may quote a value,
+        # so it is not repeated; the others would be a gap in Token's checks.
+        raise _BadRecord("'token' is not a token saved by Token.to_dict()") from None
 
 
 def fingerprint(refresh_token: str) -> str:
@@ -176,9 +302,13 @@ def fingerprint(refresh_token: str) -> str:
 
 
 def _as_time(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 class TokenStore(abc.ABC):

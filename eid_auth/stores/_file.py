@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .._exceptions import ConfigurationError, TokenStoreError
-from ._base import StoredToken, TokenStore
+from ._base import MAX_RECORD_SIZE, StoredToken, TokenStore, encode, record_error
 
 try:
     import fcntl
@@ -26,8 +26,6 @@ __all__ = ["FileTokenStore"]
 # them the lock: it closes its copies, so that a holder killed later does not
 # leave the lock to a child that knows nothing of it.
 _held_fds: set[int] = set()
-
-_MAX_FILE_SIZE = 1 << 20  # a token record is a few kB; anything larger is not ours
 
 
 class FileTokenStore(TokenStore):
@@ -85,7 +83,8 @@ class FileTokenStore(TokenStore):
             raise self._error("cannot be opened", exc) from None
         try:
             self._check_private(os.fstat(fd), self.path)
-            data = _read_all(fd)
+            # Bounded: a file that grows while it is read is not ours either.
+            data = _read_all(fd, MAX_RECORD_SIZE + 1)
         except OSError as exc:
             raise self._error("cannot be read", exc) from None
         finally:
@@ -108,13 +107,13 @@ class FileTokenStore(TokenStore):
                 f"(mode {stat.S_IMODE(st.st_mode):04o}); refusing to use it. "
                 f"Fix: chmod 600 {path}"
             )
-        if st.st_size > _MAX_FILE_SIZE:
-            raise TokenStoreError(f"token file {path} is too large to be a token file")
+        if st.st_size > MAX_RECORD_SIZE:
+            raise record_error(f"token file {path}", f"larger than {MAX_RECORD_SIZE // 1024} kB")
 
     # -- writing ------------------------------------------------------------
 
     def write(self, record: StoredToken) -> None:
-        data = record.to_json()
+        data = encode(record, self.describe())
         self._make_directory()
         try:
             # mkstemp creates the file with mode 0600, in the same directory so
@@ -221,10 +220,12 @@ def _flock(fd: int, timeout: float, path: Path) -> None:
         pause = min(pause * 2, 0.05)
 
 
-def _read_all(fd: int) -> bytes:
+def _read_all(fd: int, limit: int) -> bytes:
     chunks = []
-    while chunk := os.read(fd, 65536):
+    size = 0
+    while size < limit and (chunk := os.read(fd, min(65536, limit - size))):
         chunks.append(chunk)
+        size += len(chunk)
     return b"".join(chunks)
 
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from .._exceptions import ConfigurationError, TokenStoreError, redact
-from ._base import StoredToken, TokenStore
+from ._base import StoredToken, TokenStore, encode
 
 if TYPE_CHECKING:
     import redis
@@ -159,13 +159,12 @@ class RedisTokenStore(TokenStore):
 
     def write(self, record: StoredToken) -> None:
         token = getattr(self._held, "token", None)
+        data = encode(record, self.describe())
         try:
             if token is None:
-                self._redis.set(self.key, record.to_json())
+                self._redis.set(self.key, data)
                 return
-            written = self._write_if_owner(
-                keys=[self.key, self.lock_key], args=[record.to_json(), token]
-            )
+            written = self._write_if_owner(keys=[self.key, self.lock_key], args=[data, token])
         except self._errors as exc:
             raise self._error("cannot be written; the previous token is intact", exc) from None
         if not written:
