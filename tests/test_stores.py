@@ -1108,3 +1108,66 @@ def test_any_redis_value_reads_as_a_record_or_a_store_error(
             check_read(store, put, content)
         finally:
             store.clear()
+
+
+# -- directories ------------------------------------------------------------------------
+
+
+@contextmanager
+def umask(mask: int) -> Iterator[None]:
+    previous = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(previous)
+
+
+# 0o277: a directory made with mkdir(mode=0o700) alone would be 0500, and the
+# next level could not be made inside it.
+@pytest.mark.parametrize("mask", [0o022, 0o002, 0o000, 0o077, 0o277], ids=lambda m: f"{m:03o}")
+def test_every_missing_directory_is_made_private_whatever_the_umask(
+    tmp_path: Path, mask: int
+) -> None:
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    existing.chmod(0o755)
+    path = existing / "a" / "b" / "c" / "token.json"
+    with umask(mask):
+        store = FileTokenStore(path)
+        with store.lock(timeout=5):
+            store.write(record())
+    for directory in (existing / "a", existing / "a" / "b", existing / "a" / "b" / "c"):
+        assert stat.S_IMODE(directory.stat().st_mode) == 0o700, directory
+    assert stat.S_IMODE(existing.stat().st_mode) == 0o755  # existing ones are left alone
+    assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0
+    assert store.read() == record(updated_at=store.read().updated_at)  # type: ignore[union-attr]
+
+
+def test_processes_creating_the_directories_at_once_all_succeed(tmp_path: Path) -> None:
+    # Threads here: each has its own descriptors, as processes would. Five
+    # rounds, so that two of them meet in the same directory at least once.
+    errors: list[BaseException] = []
+    for round_ in range(5):
+        path = tmp_path / str(round_) / "a" / "b" / "c" / "token.json"
+        go = threading.Barrier(16)
+
+        def one(path: Path = path, go: threading.Barrier = go) -> None:
+            store = FileTokenStore(path)
+            try:
+                go.wait(10)
+                with store.lock(timeout=30):
+                    store.write(record())
+            except BaseException as exc:
+                errors.append(exc)
+
+        with umask(0o022):
+            threads = [threading.Thread(target=one) for _ in range(16)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(60)
+        assert errors == []
+        directory = path.parent
+        while directory != tmp_path:
+            assert stat.S_IMODE(directory.stat().st_mode) == 0o700, directory
+            directory = directory.parent

@@ -43,8 +43,9 @@ class FileTokenStore(TokenStore):
     Needs POSIX file locks (Linux, macOS, the BSDs) and a local file system.
 
     Args:
-        path: the token file; ``~`` is expanded. Missing parent directories
-            are created with mode 0700.
+        path: the token file; ``~`` is expanded. Each missing parent
+            directory is created with mode 0700, whatever the umask;
+            existing ones are left as they are.
 
     Example:
         >>> from eid_auth import EmpowerIDAuth
@@ -154,7 +155,7 @@ class FileTokenStore(TokenStore):
 
     def _make_directory(self) -> None:
         try:
-            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            _make_private_directories(self.path.parent)
         except OSError as exc:
             raise self._error("cannot be created (its directory cannot be made)", exc) from None
 
@@ -218,6 +219,28 @@ def _flock(fd: int, timeout: float, path: Path) -> None:
             )
         time.sleep(pause)
         pause = min(pause * 2, 0.05)
+
+
+def _make_private_directories(directory: Path) -> None:
+    """Create ``directory`` and each missing parent with mode 0700, whatever the umask.
+
+    ``mkdir(parents=True, mode=...)`` gives the mode to the last directory only
+    and leaves the umask on all of them. Directories that exist already, or
+    that another process creates at the same moment, are left as they are.
+    """
+    missing = []
+    while not os.path.isdir(directory) and directory.parent != directory:
+        missing.append(directory)
+        directory = directory.parent
+    for path in reversed(missing):
+        try:
+            # Never wider than 0700 (the umask only removes bits), even before the chmod.
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            if os.path.isdir(path):
+                continue  # another process made it meanwhile
+            raise
+        os.chmod(path, 0o700)
 
 
 def _read_all(fd: int, limit: int) -> bytes:
