@@ -45,7 +45,9 @@ class HTTPXAdapter(httpx.Auth):
         response.read()  # frees the pooled connection before waiting for a refresh
         response.close()
         token = self._coordinator.replace(token, "httpx")
-        yield self._resend(response, token)
+        response = yield self._resend(response, token)
+        if response.status_code == 401 and carried(response.request.headers, token):
+            self._coordinator.resend_rejected(token)  # the API rejects fresh tokens too
 
     async def async_auth_flow(
         self, request: httpx.Request
@@ -58,7 +60,9 @@ class HTTPXAdapter(httpx.Auth):
         await response.aread()
         await response.aclose()
         token = await self._coordinator.replace_async(token)
-        yield self._resend(response, token)
+        response = yield self._resend(response, token)
+        if response.status_code == 401 and carried(response.request.headers, token):
+            self._coordinator.resend_rejected(token)  # the API rejects fresh tokens too
 
     def _should_retry(self, response: httpx.Response, token: Token) -> bool:
         coordinator = self._coordinator

@@ -58,9 +58,10 @@ _JITTER = 0.1
 _SEEDS_KEPT = 10
 # Failures that leave a still-valid token usable: nobody said it is bad.
 _TRANSIENT = (TokenEndpointUnavailableError, TokenStoreError)
-# How long a 401 for the token that a refresh after a 401 brought is returned
-# as is: the API rejects fresh tokens too (a wrong API key, audience or scope),
-# and refreshing on every request would spend a refresh grant per request.
+# When a request re-sent with the token that a refresh after its 401 brought is
+# answered 401 again, the API rejects fresh tokens too (a wrong API key,
+# audience or scope): for this long, 401s for that token are returned as is
+# instead of costing a refresh grant (and a rotation) per request.
 REJECTED_TOKEN_PAUSE = 30.0
 # At interpreter exit, how long refreshes still running on threads of ours get
 # to finish (and hand a rotated refresh token to the store and on_refresh)
@@ -218,11 +219,11 @@ def _resolve(future: asyncio.Future[None]) -> None:
 
 @dataclass
 class _RefreshedAfter401:
-    """A token that a refresh caused by a 401 brought, and when."""
+    """A token that a refresh caused by a 401 brought."""
 
     token: Token
-    at: float
-    warned: bool = False
+    # When a re-send carrying it was answered 401 too: the pause starts.
+    rejected_at: float | None = None
 
 
 class _RememberedInvalidGrant(InvalidGrantError):
@@ -300,11 +301,10 @@ class RefreshCoordinator:
         """Whether a request the API answered 401 should be re-sent with a newer
         token (which ``replace(rejected)`` then brings, refreshing if need be).
 
-        No when there is nothing to refresh with, and no for a 401 to the token
-        that a refresh caused by a 401 brought less than ``REJECTED_TOKEN_PAUSE``
-        seconds ago: the API rejects fresh tokens too, so that 401 goes back to
-        the caller instead of costing a refresh grant per request. Decided from
-        memory alone (no store read), as it runs on event loops too.
+        No when there is nothing to refresh with, and no during a pause (see
+        ``resend_rejected``): that 401 goes back to the caller instead of
+        costing a refresh grant. Decided from memory alone, as it runs on event
+        loops too.
         """
         with self._lock:
             if not same_access_token(self._state.token, rejected):
@@ -312,26 +312,48 @@ class RefreshCoordinator:
             if not self.can_refresh:
                 return False
             after = self._refreshed_after_401
-            paused = (
+            if (
                 after is not None
+                and after.rejected_at is not None
                 and same_access_token(after.token, rejected)
-                and time.time() - after.at < REJECTED_TOKEN_PAUSE
-            )
-            if not paused:
+                and time.time() - after.rejected_at < REJECTED_TOKEN_PAUSE
+            ):
+                left = REJECTED_TOKEN_PAUSE - (time.time() - after.rejected_at)
+                paused = True
+            else:
                 self._rejected = rejected
-                return True
-            assert after is not None
-            first = not after.warned
-            after.warned = True
-        if first:  # once per such token: every request of a storm would log it
-            logger.warning(
-                "the API rejected (401) the token refreshed %.0fs ago because of a 401; "
-                "401s for it are returned without refreshing until it is %.0fs old "
-                "(check the API key, audience or scope)",
-                time.time() - after.at,
-                REJECTED_TOKEN_PAUSE,
-            )
-        return False
+                paused = False
+        if paused:
+            logger.debug("401 returned without refreshing (%.0fs of the pause left)", left)
+        return not paused
+
+    def resend_rejected(self, token: Token) -> None:
+        """A request re-sent with ``token`` after a 401 was answered 401 again.
+
+        If a refresh caused by a 401 brought ``token``, the API rejects fresh
+        tokens too: for ``REJECTED_TOKEN_PAUSE`` seconds, ``retry_after_401``
+        says no to 401s for it. A token the API accepted at first and revoked
+        later is refreshed as usual.
+        """
+        now = time.time()
+        with self._lock:
+            after = self._refreshed_after_401
+            if (
+                after is None
+                or not same_access_token(after.token, token)
+                or (
+                    after.rejected_at is not None
+                    and now - after.rejected_at < REJECTED_TOKEN_PAUSE
+                )
+            ):
+                return
+            after.rejected_at = now
+        logger.warning(
+            "the API rejected (401) the token just refreshed because of a 401; for the next "
+            "%.0fs, 401s for it are returned without refreshing (check the API key, "
+            "audience or scope)",
+            REJECTED_TOKEN_PAUSE,
+        )
 
     @property
     def longest_wait(self) -> float:
@@ -545,9 +567,8 @@ class RefreshCoordinator:
                     self._state = _make_state(record.token, record.refresh_token, self._leeway)
                     self._generation = record.generation
                     if refreshed and token is not None and after_401:
-                        # A refresh the API's 401 caused; if the API rejects its
-                        # token too, retry_after_401 stops refreshing for a while.
-                        self._refreshed_after_401 = _RefreshedAfter401(token, time.time())
+                        # A refresh the API's 401 caused: see resend_rejected.
+                        self._refreshed_after_401 = _RefreshedAfter401(token)
                 elif error is not None:
                     # Early refreshes pause, whatever the failure, instead of one
                     # token request per request; a token that expires meanwhile

@@ -88,6 +88,8 @@ class _RetryOn401:
             extract_cookies_to_jar(cookies, request, r.raw)  # type: ignore[no-untyped-call]
             retry.prepare_cookies(cookies)
         response: requests.Response = r.connection.send(retry, **kwargs)
+        if response.status_code == 401:
+            coordinator.resend_rejected(token)  # the API rejects fresh tokens too
         response.history.append(r)
         response.request = retry
         return response

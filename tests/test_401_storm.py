@@ -1,10 +1,11 @@
 """An API that answers 401 to every token (a wrong API key, audience or scope)
 costs a bounded number of refresh grants, not one per request.
 
-The rule: when the API rejects the token that a refresh caused by a 401
-brought, 401s for that token are returned to the caller without refreshing
-until the token is ``REJECTED_TOKEN_PAUSE`` seconds old. Refreshes on expiry,
-and 401s for any other token, are unaffected.
+The rule: when a request re-sent with the token that a refresh caused by its
+401 brought is answered 401 again, 401s for that token are returned to the
+caller without refreshing for ``REJECTED_TOKEN_PAUSE`` seconds. Refreshes on
+expiry, and 401s for any other token (one the API accepted at first, say),
+are unaffected.
 """
 
 from __future__ import annotations
@@ -142,6 +143,21 @@ def test_a_401_for_a_token_refreshed_on_expiry_still_refreshes(
     result = send(flavour, auth, "GET", url)
     assert (result.status, result.history) == (200, [401])
     assert server.refresh_grants == 2
+
+
+def test_tokens_the_api_accepts_and_then_revokes_are_refreshed_every_time(
+    server: EmpowerIDTestServer, auth_factory: AuthFactory, flavour: str
+) -> None:
+    auth = auth_factory()
+    auth.refresh()
+    url = server.api_url("/api/x")
+    # Each refreshed token is accepted by the re-send, then revoked a moment
+    # later: no storm, so every 401 still refreshes.
+    for grants in (2, 3, 4):
+        server.expire_access_tokens()
+        result = send(flavour, auth, "GET", url)
+        assert (result.status, result.history) == (200, [401])
+        assert server.refresh_grants == grants
 
 
 def test_a_401_for_a_token_another_process_refreshed_still_refreshes(
