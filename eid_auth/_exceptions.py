@@ -17,10 +17,10 @@ or its attributes. The hierarchy::
 
 from __future__ import annotations
 
-import json
+import html
 import re
-from collections.abc import Iterable
-from urllib.parse import quote, quote_plus
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 __all__ = [
     "ConfigurationError",
@@ -36,31 +36,210 @@ __all__ = [
 ]
 
 _REDACTED = "[redacted]"
+# Shorter values are not searched for: they would blank out ordinary words.
+_MIN_SECRET_LENGTH = 4
+# Past this many secrets (every string of a hostile answer), each is first
+# looked up by its first characters instead of searched for.
+_MANY_SECRETS = 32
+# Layers of escaping undone when looking for a secret (a JSON-escaped,
+# percent-encoded form is two).
+_MAX_DECODING_PASSES = 3
+
+_JSON_UNICODE_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})")
+# Escape sequences of JSON, HTML/XML and percent-encoding. A run of non-ASCII
+# percent-encoded bytes is one sequence: it is one UTF-8 text.
+_JSON_ESCAPE = (
+    r"\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}"
+    r"|\\u[0-9a-fA-F]{4}|\\[\\/\"'bfnrt]"
+)
+_HTML_ESCAPE = r"&(?:\#[0-9]{1,10}|\#[xX][0-9a-fA-F]{1,8}|[A-Za-z][A-Za-z0-9]{1,31});?"
+_PERCENT_ESCAPE = r"(?:%[89a-fA-F][0-9a-fA-F])+|%[0-7][0-9a-fA-F]"
+_ESCAPES = [re.compile(p) for p in (_JSON_ESCAPE, _HTML_ESCAPE, _PERCENT_ESCAPE)]
+_ANY_ESCAPE = re.compile("|".join((_JSON_ESCAPE, _HTML_ESCAPE, _PERCENT_ESCAPE)))
+_JSON_SHORT_ESCAPES = {
+    "\\": "\\",
+    "/": "/",
+    '"': '"',
+    "'": "'",
+    "b": "\b",
+    "f": "\f",
+    "n": "\n",
+    "r": "\r",
+    "t": "\t",
+}
 
 
 def redact(text: str, secrets: Iterable[str | None]) -> str:
-    """Replace every occurrence of each secret in ``text``.
+    """Replace every occurrence of each secret in ``text`` with ``[redacted]``.
 
     Server-provided text (an ``error_description``, a non-JSON body) is quoted
-    in our messages; a server may echo what it was sent, so it is scrubbed.
+    in our messages; a server may echo what it was sent, so it is scrubbed. A
+    secret is found however a server plausibly wrote it: raw, percent-encoded
+    (either case of hex digits, ``+`` or ``%20`` for a space), JSON-escaped
+    (``\\/``, ``\\u002B`` in either case), HTML/XML-escaped (``&#43;``,
+    ``&#x2b;``, ``&plus;``, ``&amp;``...), and up to three such layers inside
+    one another. Secrets shorter than 4 characters are not searched for.
+
+    Example:
+        >>> redact('{"got": "a\\\\/b%2bc"}', ["a/b+c"])
+        '{"got": "[redacted]"}'
     """
-    # JSON bodies quoted as raw text may escape characters (.NET writes "+" as
-    # \u002B): unescape first so that the secret is recognised.
-    text = re.sub(r"\\u([0-9a-fA-F]{4})", lambda m: chr(int(m.group(1), 16)), text)
-    # Rejoin escaped surrogate pairs (emoji); a lone one becomes U+FFFD, so the
-    # message stays encodable for log files.
+    # Shown decoded (.NET writes "+" as \u002B); surrogate pairs (emoji) are
+    # rejoined and a lone one becomes U+FFFD, so the text stays encodable.
+    text = _JSON_UNICODE_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), text)
     text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    needles = set()
     for secret in secrets:
-        if secret and len(secret) >= 4:
-            # Also as it travels in a form body or a URL.
-            forms = {secret, quote_plus(secret), quote(secret, safe=""), json.dumps(secret)[1:-1]}
-            for form in forms:
-                text = text.replace(form, _REDACTED)
-    return text
+        if secret and len(secret) >= _MIN_SECRET_LENGTH:
+            needles.add(secret)
+            needles.add(secret.replace(" ", "+"))  # a form body's space
+    if not needles:
+        return text
+    spans: list[tuple[int, int]] = []
+    for view, starts, ends in _decoded_views(text):
+        candidates: Iterable[str] = needles
+        if len(needles) > _MANY_SECRETS:
+            heads = {view[i : i + _MIN_SECRET_LENGTH] for i in range(len(view))}
+            candidates = [n for n in needles if n[:_MIN_SECRET_LENGTH] in heads]
+        for needle in candidates:
+            found = view.find(needle)
+            while found >= 0:
+                spans.append((starts[found], ends[found + len(needle) - 1]))
+                found = view.find(needle, found + 1)
+    return _replace_spans(text, spans)
+
+
+def _decoded_views(text: str) -> Iterator[tuple[str, list[int], list[int]]]:
+    """``text``, then ``text`` with one more layer of escapes undone, each time
+    with where each character came from: ``text[starts[i]:ends[i]]``.
+
+    Layers of every kind are undone together; where the text has more than one
+    kind, also each kind alone (a secret that itself holds "%2F" must not be
+    percent-decoded when a server JSON-escapes it).
+    """
+    starts, ends = list(range(len(text))), list(range(1, len(text) + 1))
+    yield text, starts, ends
+    kinds = [escape for escape in _ESCAPES if escape.search(text)]
+    for escape in [_ANY_ESCAPE, *kinds] if len(kinds) > 1 else [_ANY_ESCAPE]:
+        yield from _undo_layers(escape, text, starts, ends)
+
+
+def _undo_layers(
+    escape: re.Pattern[str], text: str, starts: list[int], ends: list[int]
+) -> Iterator[tuple[str, list[int], list[int]]]:
+    for _ in range(_MAX_DECODING_PASSES):
+        pieces: list[str] = []
+        new_starts: list[int] = []
+        new_ends: list[int] = []
+        position = 0
+        for match in escape.finditer(text):
+            decoded = _unescape(match.group())
+            if decoded == match.group():
+                continue  # an unknown entity such as "&foo;": plain text
+            pieces.append(text[position : match.start()])
+            new_starts += starts[position : match.start()]
+            new_ends += ends[position : match.start()]
+            pieces.append(decoded)
+            new_starts += [starts[match.start()]] * len(decoded)
+            new_ends += [ends[match.end() - 1]] * len(decoded)
+            position = match.end()
+        if position == 0:
+            return  # nothing left to undo
+        pieces.append(text[position:])
+        text = "".join(pieces)
+        starts = new_starts + starts[position:]
+        ends = new_ends + ends[position:]
+        yield text, starts, ends
+
+
+def _unescape(sequence: str) -> str:
+    if sequence.startswith("\\u"):
+        units = [int(sequence[i + 2 : i + 6], 16) for i in range(0, len(sequence), 6)]
+        if len(units) == 2:
+            return chr(0x10000 + ((units[0] - 0xD800) << 10) + (units[1] - 0xDC00))
+        return chr(units[0])
+    if sequence.startswith("\\"):
+        return _JSON_SHORT_ESCAPES[sequence[1]]
+    if sequence.startswith("&"):
+        return html.unescape(sequence)
+    return bytes.fromhex(sequence.replace("%", "")).decode("utf-8", "replace")
+
+
+def _replace_spans(text: str, spans: list[tuple[int, int]]) -> str:
+    merged: list[list[int]] = []
+    for start, end in sorted(spans):
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)  # overlapping or touching: one marker
+        else:
+            merged.append([start, end])
+    pieces: list[str] = []
+    position = 0
+    for start, end in merged:
+        pieces += (text[position:start], _REDACTED)
+        position = end
+    pieces.append(text[position:])
+    return "".join(pieces)
+
+
+def secrets_in_answer(body: Any, *, successful: bool) -> list[str]:
+    """The strings of a token endpoint's JSON answer that no message may quote.
+
+    In a 2xx answer every string is taken for a secret (any field may be a new
+    token) except a top-level ``error`` and ``error_description``, which are
+    there to be read. In another answer, every string under a key that names a
+    token (``access_token``, ``refresh_token``, ``id_token``...).
+    """
+    if not isinstance(body, dict):
+        return []
+    found: list[str] = []
+    # (value, whether strings in it are secret); a loop, not recursion: JSON
+    # may nest as deep as the parser allowed.
+    pending: list[tuple[Any, bool]] = []
+    for key, value in body.items():
+        if successful and key in ("error", "error_description") and isinstance(value, str):
+            continue
+        pending.append((value, successful or _names_a_token(key)))
+    while pending:
+        value, secret = pending.pop()
+        if isinstance(value, str):
+            if secret:
+                found.append(value)
+        elif isinstance(value, dict):
+            pending += ((v, secret or _names_a_token(k)) for k, v in value.items())
+        elif isinstance(value, list):
+            pending += ((v, secret) for v in value)
+    return found
+
+
+def _names_a_token(key: object) -> bool:
+    return isinstance(key, str) and "token" in key.lower()
 
 
 class EmpowerIDAuthError(Exception):
-    """Base class of every error raised by eid_auth."""
+    """Base class of every error raised by eid_auth.
+
+    Every error survives ``pickle`` (a worker process of a
+    ``ProcessPoolExecutor`` can raise one) and ``copy``, with its message
+    and attributes.
+
+    Example:
+        >>> import pickle
+        >>> error = InvalidGrantError(
+        ...     "refused", error="invalid_grant", error_description=None, status_code=400
+        ... )
+        >>> again = pickle.loads(pickle.dumps(error))
+        >>> type(again).__name__, again.error, again.status_code
+        ('InvalidGrantError', 'invalid_grant', 400)
+    """
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Rebuilt without __init__, whose keyword-only arguments pickle cannot
+        # pass: the message travels in args, the attributes in the state.
+        return (_rebuild_error, (type(self), self.args), self.__dict__ or None)
+
+
+def _rebuild_error(cls: type[EmpowerIDAuthError], args: tuple[Any, ...]) -> EmpowerIDAuthError:
+    return cls.__new__(cls, *args)
 
 
 class ConfigurationError(EmpowerIDAuthError, ValueError):

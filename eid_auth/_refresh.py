@@ -38,7 +38,7 @@ from ._exceptions import (
     TokenEndpointUnavailableError,
     TokenStoreError,
 )
-from ._token import Token
+from ._token import Token, expires_in_seconds
 from ._token_endpoint import Adapter, TokenEndpoint
 from .stores import StoredToken, TokenStore
 from .stores._base import fingerprint
@@ -119,14 +119,9 @@ def _make_state(token: Token | None, refresh_token: str | None, leeway: float) -
 
 
 def _lifetime(token: Token) -> float | None:
-    value = token.raw.get("expires_in")
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        return None
-    try:
-        lifetime = float(value)  # validated already when the token was issued
-    except ValueError:
-        return None
-    return lifetime if lifetime > 0 else None
+    # A token from a store or from Token() may carry any raw: checked again,
+    # without overflow (float(10**400) raises).
+    return expires_in_seconds(token.raw.get("expires_in"))
 
 
 class _Flight:

@@ -2,23 +2,54 @@
 
 from __future__ import annotations
 
+import json
 import math
+import re
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any
 
 from ._exceptions import ConfigurationError, InvalidTokenResponseError
 
-__all__ = ["Token"]
+__all__ = ["Token", "expires_in_seconds"]
 
 # Beyond ~30 years an ``expires_in`` is a unit mistake, not a lifetime.
 _MAX_EXPIRES_IN = 1_000_000_000
+# A number sent as a string: "3600", " 3600.5 ", "3.6e3"; not "1_000" or "٣".
+_NUMBER = re.compile(r"\s*-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?\s*", re.ASCII)
+# A token_type short and plain enough to quote in a message ("MAC", "DPoP"):
+# no token looks like this.
+_SCHEME = re.compile(r"[A-Za-z]{1,10}")
 
 
 def _mask(value: str | None) -> str:
     return "None" if value is None else "'***'"
+
+
+class _Fields(Mapping[str, Any]):
+    """A read-only mapping that pickles and copies (``MappingProxyType`` does
+    neither), and whose ``repr`` shows the names of the fields, not their values."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: Mapping[str, Any]) -> None:
+        self._data = dict(data)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __repr__(self) -> str:
+        return "{" + ", ".join(f"{key!r}: '***'" for key in self._data) + "}"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_Fields, (self._data,))
 
 
 @dataclass(frozen=True, eq=True)
@@ -26,8 +57,9 @@ class Token:
     """An OAuth 2.0 token as the token endpoint issued it. Immutable.
 
     ``repr()`` and ``str()`` never show ``access_token``, ``refresh_token`` or
-    ``id_token``. Use ``to_dict()`` / ``Token.from_dict()`` to persist a token
-    as JSON.
+    ``id_token``, nor does the ``repr()`` of ``raw``. Use ``to_dict()`` /
+    ``Token.from_dict()`` to persist a token as JSON; tokens also survive
+    ``pickle``, ``copy.deepcopy``, ``dataclasses.asdict`` and ``dataclasses.replace``.
 
     Attributes:
         access_token: the bearer token sent in ``Authorization``.
@@ -38,13 +70,17 @@ class Token:
         id_token: the OpenID Connect ID token (only with the ``openid`` scope).
         scope: the granted scope, when the server said.
         id: EmpowerID's GUID of the person the token belongs to.
-        raw: every field of the token endpoint's answer, unknown ones too.
+        raw: every field of the token endpoint's answer, unknown ones too,
+            as a read-only mapping.
 
     Example:
         >>> token = Token(access_token="at", refresh_token="rt", expires_at=2e9)
         >>> token
         Token(token_type='Bearer', expires_at=2000000000.0, scope=None, id=None, access_token='***', refresh_token='***', id_token=None)
         >>> Token.from_dict(token.to_dict()) == token
+        True
+        >>> import pickle
+        >>> pickle.loads(pickle.dumps(token)) == token
         True
     """  # noqa: E501
 
@@ -74,8 +110,11 @@ class Token:
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):
                 raise ConfigurationError(f"Token.{name} must be a string or None")
+        if not isinstance(self.raw, Mapping):
+            raise ConfigurationError("Token.raw must be a mapping of the answer's fields")
         # A read-only copy: the caller's dict cannot change a frozen token.
-        object.__setattr__(self, "raw", MappingProxyType(dict(self.raw)))
+        if not isinstance(self.raw, _Fields):
+            object.__setattr__(self, "raw", _Fields(self.raw))
 
     def __repr__(self) -> str:
         return (
@@ -174,12 +213,25 @@ class Token:
         token_type = body.get("token_type", "Bearer")
         # RFC 6749 says token_type is case-insensitive; absent is taken as Bearer.
         if not isinstance(token_type, str) or token_type.lower() != "bearer":
+            # Answer values are not quoted (any may be a secret), but a plain
+            # scheme name tells the reader what went wrong.
+            shown = (
+                repr(token_type)
+                if isinstance(token_type, str) and _SCHEME.fullmatch(token_type)
+                else f"that is {_describe(token_type)}"
+            )
             raise InvalidTokenResponseError(
-                f"the token endpoint issued token_type {token_type!r}; only Bearer is supported"
+                f"the token endpoint issued a token_type {shown}; only Bearer is supported"
             )
         expires_at = None
         if body.get("expires_in") is not None:
-            expires_at = requested_at + _parse_expires_in(body["expires_in"])
+            expires_in = expires_in_seconds(body["expires_in"])
+            if expires_in is None:
+                raise InvalidTokenResponseError(
+                    f"the token endpoint's expires_in is {_describe(body['expires_in'])}, "
+                    f"not a number of seconds from 1 to {_MAX_EXPIRES_IN}"
+                )
+            expires_at = requested_at + expires_in
         refresh_token = body.get("refresh_token")
         if refresh_token is None or refresh_token == "":
             refresh_token = previous_refresh_token
@@ -198,32 +250,51 @@ class Token:
         )
 
 
-def _parse_expires_in(value: Any) -> float:
-    # Some servers send the number as a string; accept "3600", reject "soon".
+def expires_in_seconds(value: Any) -> float | None:
+    """An answer's ``expires_in`` as seconds, or None when it is not a usable
+    lifetime (not a number, under a second, over ~30 years, not finite).
+
+    Never raises: huge integers are compared, not converted (``float(10**400)``
+    overflows); "3600" as a string is accepted, as some servers send it.
+    """
+    number: int | float
     if isinstance(value, bool):
-        number = math.nan
-    elif isinstance(value, (int, float)):
-        number = float(value)
-    elif isinstance(value, str):
-        try:
-            number = float(value.strip())
-        except ValueError:
-            number = math.nan
+        return None
+    if isinstance(value, (int, float)):
+        number = value
+    elif isinstance(value, str) and _NUMBER.fullmatch(value):
+        number = float(value)  # "1e400" is inf here, never an error
     else:
-        number = math.nan
+        return None
     # Under a second, every request would refresh: a unit mistake, not a lifetime.
-    if not math.isfinite(number) or number < 1 or number > _MAX_EXPIRES_IN:
-        raise InvalidTokenResponseError(
-            f"the token endpoint's expires_in {value!r} is not a number of seconds >= 1"
-        )
-    return number
+    if isinstance(number, float) and not math.isfinite(number):
+        return None
+    if not 1 <= number <= _MAX_EXPIRES_IN:
+        return None
+    return float(number)
+
+
+def _describe(value: Any) -> str:
+    """What an answer value is, without quoting it (it may be a secret)."""
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    if isinstance(value, (int, float)):
+        # Numbers are no secret, but a 400-digit one is not worth printing.
+        if abs(value) < 1e15 or (isinstance(value, float) and not math.isfinite(value)):
+            return repr(value)
+        return "a number too large"
+    if isinstance(value, str):
+        return f"a string of {len(value)} characters"
+    if isinstance(value, list):
+        return "a JSON array"
+    return "a JSON object" if isinstance(value, Mapping) else type(value).__name__
 
 
 def _as_text(value: Any) -> str | None:
     if isinstance(value, str):
         return value or None
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) < 10**64:
+        return str(value)  # beyond 4300 digits, str() itself raises
     if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
         return " ".join(value)  # a scope sent as a JSON list
     return None

@@ -1,18 +1,35 @@
 """The Token model and the validation of token endpoint answers, including
-hypothesis-generated odd answers."""
+hypothesis-generated odd answers; tokens and errors through pickle and copy."""
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
+import copy
+import dataclasses
+import inspect
 import json
 import math
+import multiprocessing
+import pickle
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
-from eid_auth import ConfigurationError, InvalidTokenResponseError, Token
+import eid_auth
+from eid_auth import (
+    ConfigurationError,
+    EmpowerIDAuth,
+    EmpowerIDAuthError,
+    InvalidGrantError,
+    InvalidTokenResponseError,
+    Token,
+)
+from eid_auth.testing import EmpowerIDTestServer
 
 EMPOWERID_ANSWER = {
     "access_token": "at-secret-value",
@@ -163,8 +180,14 @@ def test_expiry_helpers() -> None:
     assert token.expires_in(now=now) == pytest.approx(100)
 
 
+huge_numbers = (
+    st.integers(min_value=10**300, max_value=10**400)
+    | st.integers(min_value=-(10**400), max_value=-(10**300))
+    | st.just(5000).map(lambda digits: 10**digits)  # past what str() accepts
+    | st.sampled_from(["1e400", "-1e400", "Infinity", "NaN", "1" * 400])
+)
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    st.none() | st.booleans() | st.integers() | huge_numbers | st.floats() | st.text(max_size=20),
     lambda children: (
         st.lists(children, max_size=3)
         | st.dictionaries(st.text(max_size=10), children, max_size=3)
@@ -182,6 +205,8 @@ answers = st.dictionaries(
 
 
 @given(answers)
+@example({"access_token": "a", "expires_in": 10**400})
+@example({"access_token": "a", "id": 10**5000})
 def test_any_answer_gives_a_valid_token_or_the_documented_error(answer: dict[str, Any]) -> None:
     try:
         token = Token.from_response(answer, requested_at=1000.0, previous_refresh_token="old")
@@ -210,3 +235,237 @@ def test_any_answer_gives_a_valid_token_or_the_documented_error(answer: dict[str
 def test_any_positive_expires_in_counts_from_the_request(expires_in: float) -> None:
     token = Token.from_response({"access_token": "a", "expires_in": expires_in}, requested_at=50.0)
     assert token.expires_at == pytest.approx(50.0 + expires_in)
+
+
+# -- numbers no float can hold ---------------------------------------------------------
+
+HUGE = 10**400
+
+
+@pytest.mark.parametrize(
+    "expires_in",
+    [
+        HUGE,
+        -HUGE,
+        "1e400",
+        "-1e400",
+        "Infinity",
+        "-Infinity",
+        "NaN",
+        math.inf,
+        math.nan,
+        "1" * 400,
+        "3_600",
+        "\u0663\u0666\u0660\u0660",
+        "0x10",
+        "3600 s",
+        "",
+    ],
+)
+def test_expires_in_no_float_can_hold_is_an_invalid_answer(expires_in: Any) -> None:
+    with pytest.raises(InvalidTokenResponseError, match="expires_in") as caught:
+        Token.from_response({**EMPOWERID_ANSWER, "expires_in": expires_in}, requested_at=0.0)
+    assert "1" * 20 not in str(caught.value)  # described, not printed
+
+
+@pytest.mark.parametrize(("expires_in", "seconds"), [(" 3600 ", 3600.0), ("3.6e3", 3600.0)])
+def test_expires_in_as_a_plain_numeric_string(expires_in: str, seconds: float) -> None:
+    token = Token.from_response({**EMPOWERID_ANSWER, "expires_in": expires_in}, requested_at=0)
+    assert token.expires_at == seconds
+
+
+def test_a_huge_integer_id_is_dropped_not_raised() -> None:
+    # Python refuses str() of an int over 4300 digits; such an id is not worth a token.
+    token = Token.from_response({**EMPOWERID_ANSWER, "id": 10**5000}, requested_at=0.0)
+    assert token.id is None
+    assert token.access_token == "at-secret-value"
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"token_type": "rt-secret-value"},
+        {"token_type": ["rt-secret-value"]},
+        {"expires_in": "rt-secret-value"},
+        {"expires_in": {"rt-secret-value": 1}},
+    ],
+)
+def test_an_invalid_answer_is_described_without_quoting_its_values(change: dict[str, Any]) -> None:
+    with pytest.raises(InvalidTokenResponseError) as caught:
+        Token.from_response({**EMPOWERID_ANSWER, **change}, requested_at=0.0)
+    assert "secret" not in str(caught.value)
+
+
+def test_a_plain_token_type_is_named_in_the_message() -> None:
+    with pytest.raises(InvalidTokenResponseError, match="'MAC'"):
+        Token.from_response({**EMPOWERID_ANSWER, "token_type": "MAC"}, requested_at=0.0)
+
+
+def test_a_saved_token_with_a_huge_expires_in_is_still_used(
+    server: EmpowerIDTestServer, auth_factory: Callable[..., EmpowerIDAuth]
+) -> None:
+    # Token() and the stores accept any raw fields; the refresh planning reads
+    # raw["expires_in"] again and must not overflow on it.
+    for expires_in in (HUGE, "1e400", -HUGE, "NaN"):
+        grant = server.issue_grant()
+        token = Token.from_response(grant, requested_at=time.time())
+        odd = dataclasses.replace(token, raw={**grant, "expires_in": expires_in})
+        auth = auth_factory(token=odd)
+        assert auth.token == odd
+        assert auth.refresh().access_token != token.access_token
+
+
+# -- pickle and copy ---------------------------------------------------------------------
+
+TOKEN_SECRETS = ("at-secret-value", "rt-secret-value", "idt-secret")
+
+
+def _copies(value: Any) -> list[Any]:
+    pickled = [
+        pickle.loads(pickle.dumps(value, protocol))  # noqa: S301 - our own bytes
+        for protocol in range(pickle.HIGHEST_PROTOCOL + 1)
+    ]
+    return [*pickled, copy.copy(value), copy.deepcopy(value)]
+
+
+def test_token_survives_pickle_and_copy_and_still_hides_its_secrets() -> None:
+    token = Token.from_response({**EMPOWERID_ANSWER, "id_token": "idt-secret"}, requested_at=9.5)
+    for again in [*_copies(token), dataclasses.replace(token)]:
+        assert again == token
+        assert type(again.raw) is type(token.raw)
+        assert dict(again.raw) == dict(token.raw)
+        assert again.to_dict() == token.to_dict()
+        for text in (repr(again), str(again), repr(again.raw), repr([again])):
+            assert not any(secret in text for secret in TOKEN_SECRETS)
+        with pytest.raises(TypeError):
+            again.raw["access_token"] = "x"  # type: ignore[index]
+    deep = copy.deepcopy(token)
+    assert deep.raw["custom_field"] == token.raw["custom_field"]
+    assert deep.raw["custom_field"] is not token.raw["custom_field"]
+
+
+def test_token_works_with_dataclasses_helpers() -> None:
+    token = Token.from_response(EMPOWERID_ANSWER, requested_at=0.0)
+    fields = dataclasses.asdict(token)
+    assert fields["access_token"] == "at-secret-value"
+    assert dict(fields["raw"]) == dict(token.raw)
+    newer = dataclasses.replace(token, refresh_token="rt-2")
+    assert newer.refresh_token == "rt-2"
+    assert dict(newer.raw) == dict(token.raw)
+
+
+def test_raw_fields_are_read_only_and_show_no_values() -> None:
+    token = Token(access_token="a", raw={"access_token": "a", "refresh_token": "rt-hidden"})
+    for change in (
+        lambda raw: raw.__setitem__("x", 1),
+        lambda raw: raw.__delitem__("access_token"),
+        lambda raw: raw.update(x=1),
+        lambda raw: raw.pop("access_token"),
+        lambda raw: raw.clear(),
+    ):
+        with pytest.raises((TypeError, AttributeError)):
+            change(token.raw)
+    assert dict(token.raw) == {"access_token": "a", "refresh_token": "rt-hidden"}
+    assert token.raw == {"access_token": "a", "refresh_token": "rt-hidden"}
+    assert "rt-hidden" not in repr(token.raw)
+    assert "'refresh_token'" in repr(token.raw)
+    with pytest.raises(ConfigurationError, match="raw"):
+        Token(access_token="a", raw=["not", "a", "mapping"])  # type: ignore[arg-type]
+
+
+_EXAMPLE_ARGUMENTS = {
+    "error": "invalid_grant",
+    "error_description": "the grant is gone",
+    "status_code": 400,
+    "attempts": 3,
+}
+
+
+def _public_errors() -> list[type[EmpowerIDAuthError]]:
+    return [
+        value
+        for value in vars(eid_auth).values()
+        if isinstance(value, type) and issubclass(value, EmpowerIDAuthError)
+    ]
+
+
+def _example(cls: type[EmpowerIDAuthError]) -> EmpowerIDAuthError:
+    try:
+        parameters = inspect.signature(cls).parameters
+    except ValueError:  # Exception's own __init__: a message only
+        parameters = {}  # type: ignore[assignment]
+    keywords = {
+        name: _EXAMPLE_ARGUMENTS[name]
+        for name, parameter in parameters.items()
+        if parameter.kind is inspect.Parameter.KEYWORD_ONLY
+    }
+    return cls("what went wrong", **keywords)
+
+
+def test_every_public_error_is_known_to_the_round_trip_test() -> None:
+    assert {cls.__name__ for cls in _public_errors()} >= {
+        "ConfigurationError",
+        "EmpowerIDAuthError",
+        "InvalidClientError",
+        "InvalidGrantError",
+        "InvalidTokenResponseError",
+        "MissingRefreshTokenError",
+        "TokenEndpointError",
+        "TokenEndpointUnavailableError",
+        "TokenStoreError",
+    }
+
+
+@pytest.mark.parametrize("cls", _public_errors(), ids=lambda cls: cls.__name__)
+def test_every_public_error_survives_pickle_and_copy(cls: type[EmpowerIDAuthError]) -> None:
+    error = _example(cls)
+    error.extra = "set by the application"  # type: ignore[attr-defined]
+    for again in _copies(error):
+        assert type(again) is cls
+        assert again is not error
+        assert str(again) == str(error)
+        assert again.args == error.args
+        assert vars(again) == vars(error)
+
+
+def _refresh_in_a_worker(
+    token_endpoint: str, client_id: str, client_secret: str, refresh_token: str, twice: bool
+) -> None:
+    auth = EmpowerIDAuth(
+        token_endpoint=token_endpoint,
+        client_id=client_id,
+        client_secret=client_secret,
+        refresh_token=refresh_token,
+        max_retries=0,
+    )
+    try:
+        if twice:  # the second refusal comes from memory, without a request
+            with contextlib.suppress(InvalidGrantError):
+                auth.refresh()
+        auth.refresh()
+    finally:
+        auth.close()
+
+
+@pytest.mark.parametrize("twice", [False, True], ids=["refused", "remembered"])
+def test_invalid_grant_in_a_worker_process_arrives_whole(
+    server: EmpowerIDTestServer, twice: bool
+) -> None:
+    refresh_token = server.issue_grant()["refresh_token"]
+    server.revoke_grant(refresh_token)
+    context = multiprocessing.get_context("spawn")  # no fork of a threaded process
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
+        future = pool.submit(
+            _refresh_in_a_worker,
+            server.token_endpoint,
+            server.client_id,
+            server.client_secret,
+            refresh_token,
+            twice,
+        )
+        with pytest.raises(InvalidGrantError) as caught:
+            future.result(timeout=60)
+        assert pool.submit(len, "pool still works").result(timeout=60) == 16
+    assert caught.value.error == "invalid_grant"
+    assert caught.value.status_code == 400
+    assert "invalid_grant" in str(caught.value)
