@@ -33,6 +33,7 @@ from ._exceptions import (
     TokenEndpointUnavailableError,
     TokenResponseTooLargeError,
     redact,
+    secrets_in_answer,
 )
 from ._token import Token
 from ._transport import MAX_RESPONSE_BYTES, HTTPClient, send_token_request
@@ -255,7 +256,14 @@ class TokenEndpoint:
         except (ValueError, RecursionError):
             body = _NOT_JSON
         error = body.get("error") if isinstance(body, dict) else None
-        if 200 <= answer.status < 300 and not error:
+        successful = 200 <= answer.status < 300
+        # A 2xx answer the caller cannot use may still carry a refresh token
+        # the server has rotated already: the old one is dead now, keep the new.
+        rotated = body.get("refresh_token") if successful and isinstance(body, dict) else None
+        if not isinstance(rotated, str) or rotated in ("", refresh_token):
+            rotated = None
+        kept = rotated is not None
+        if successful and not error:
             if body is _NOT_JSON:
                 raise InvalidTokenResponseError(
                     f"token endpoint {self.url} answered HTTP {answer.status} with a body that "
@@ -266,9 +274,7 @@ class TokenEndpoint:
                     body, requested_at=requested_at, previous_refresh_token=refresh_token
                 )
             except InvalidTokenResponseError:
-                rotated = body.get("refresh_token") if isinstance(body, dict) else None
-                if isinstance(rotated, str) and rotated and keep_refresh_token is not None:
-                    # The server may have rotated already: the old one is dead now.
+                if rotated is not None and keep_refresh_token is not None:
                     logger.warning("kept the new refresh token of an unusable token response")
                     keep_refresh_token(rotated)
                 raise
@@ -278,8 +284,17 @@ class TokenEndpoint:
                 "an unknown time" if token.expires_at is None else f"{token.expires_in():.0f}s",
             )
             return token
+        if rotated is not None and keep_refresh_token is not None:
+            logger.warning("kept the new refresh token of a 2xx answer with an OAuth error")
+            keep_refresh_token(rotated)
         raise _token_endpoint_error(
-            self.url, answer.status, body, answer.content, secrets, attempt
+            self.url,
+            answer.status,
+            body,
+            answer.content,
+            secrets,
+            attempt,
+            kept_refresh_token=kept,
         )
 
 
@@ -303,16 +318,26 @@ def _token_endpoint_error(
     content: bytes,
     secrets: tuple[str | None, ...],
     attempt: int,
+    *,
+    kept_refresh_token: bool = False,
 ) -> TokenEndpointError:
+    # Any field of the answer may be a new token: only the error code and the
+    # description, both redacted, are quoted.
+    secrets = (*secrets, *secrets_in_answer(body, successful=200 <= status < 300))
     error = description = None
+    code = "no OAuth error code"
     if isinstance(body, dict):
         raw_error, raw_description = body.get("error"), body.get("error_description")
-        error = redact(str(raw_error), secrets) if raw_error else None
-        if raw_description and raw_description != "null":
-            description = redact(str(raw_description), secrets)[:500]
+        if isinstance(raw_error, str) and raw_error:
+            error = redact(raw_error, secrets)[:100]
+            code = error
+        elif raw_error:
+            code = "an error field that is not a string"
+        if isinstance(raw_description, str) and raw_description not in ("", "null"):
+            description = redact(raw_description[:65536], secrets)[:500]
     # Redact before cutting, so that no secret survives cut in half.
     detail = description or redact(content[:65536].decode("utf-8", "replace"), secrets)[:200]
-    if error == "invalid_grant":
+    if error == "invalid_grant" and not kept_refresh_token:
         hint = (
             "; an earlier attempt that got no answer may have used it already"
             if attempt > 1
@@ -333,9 +358,11 @@ def _token_endpoint_error(
             error_description=description,
             status_code=status,
         )
-    code = error or "no OAuth error code"
+    # An invalid_grant that hands over a new refresh token is not the end of
+    # the grant: the kept token is tried next, so no InvalidGrantError here.
+    kept = "; its new refresh token was kept" if kept_refresh_token else ""
     return TokenEndpointError(
-        f"token endpoint {url} answered HTTP {status} ({code}: {detail})",
+        f"token endpoint {url} answered HTTP {status} ({code}: {detail}){kept}",
         error=error,
         error_description=description,
         status_code=status,
