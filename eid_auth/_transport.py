@@ -115,7 +115,7 @@ class _Attempt:
         self._lock = threading.Lock()
         self._done = threading.Event()
         self._result: Answer | Failure | None = None
-        self._error: Exception | None = None
+        self._error: BaseException | None = None
         self._response: requests.Response | httpx.Response | None = None
         self._abandoned = False
 
@@ -136,7 +136,7 @@ class _Attempt:
 
     def run(self) -> None:
         result: Answer | Failure | None = None
-        error: Exception | None = None
+        error: BaseException | None = None
         try:
             result = self._send()
         except _DeadlinePassed:
@@ -145,7 +145,7 @@ class _Attempt:
             result = Failure(_describe(exc, self._url, self._timeout), cause=_cause_of(exc))
         except zlib.error:
             result = Failure("the answer's body could not be decompressed")
-        except Exception as exc:  # a bug or a misuse: the caller raises it
+        except BaseException as exc:  # a bug, a misuse, an interrupt: the caller raises it
             error = exc
         with self._lock:
             self._result, self._error = result, error
