@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 from ._token import Token
 from ._token_endpoint import API_KEY_HEADER
 
-__all__ = ["carried", "same_origin", "sign"]
+__all__ = ["RedirectChain", "carried", "same_origin", "sign"]
 
 
 def sign(headers: MutableMapping[str, str], token: Token, api_key: str | None) -> None:
@@ -43,3 +43,41 @@ def same_origin(url: str, other: str) -> bool:
     if a.scheme == b.scheme:
         return port_a == port_b
     return (a.scheme, port_a, b.scheme, port_b) == ("http", 80, "https", 443)
+
+
+class RedirectChain:
+    """One request and the redirect hops that follow it.
+
+    The API key belongs to the origin of the first request. A hop to another
+    origin goes without it, and so does every hop after that one, even a hop
+    back: the other origin chose where it leads, and requests and httpx do not
+    restore ``Authorization`` there either.
+
+    Example:
+        >>> chain = RedirectChain("https://eid.example.com/api/a")
+        >>> chain.may_carry_api_key("https://eid.example.com/api/b")
+        True
+        >>> chain.may_carry_api_key("https://cdn.example.net/file")
+        False
+        >>> chain.may_carry_api_key("https://eid.example.com/api/c")
+        False
+    """
+
+    __slots__ = ("_first", "_left")
+
+    def __init__(self, url: object) -> None:
+        # Any object whose str() is the URL (an httpx.URL): formatting it costs
+        # more than signing a request, and only a redirect needs it.
+        self._first = url
+        self._left = False
+
+    @property
+    def first_url(self) -> str:
+        """The URL of the first request, whose origin the API key belongs to."""
+        return str(self._first)
+
+    def may_carry_api_key(self, url: str) -> bool:
+        """Whether the hop to ``url`` may carry the API key (ask about hops in order)."""
+        if not self._left and not same_origin(self.first_url, url):
+            self._left = True
+        return not self._left

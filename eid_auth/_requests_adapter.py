@@ -14,7 +14,7 @@ import requests
 from requests.cookies import extract_cookies_to_jar
 from requests.utils import rewind_body
 
-from ._bearer import carried, same_origin, sign
+from ._bearer import RedirectChain, carried, sign
 from ._refresh import RefreshCoordinator
 from ._token import Token
 from ._token_endpoint import API_KEY_HEADER
@@ -39,28 +39,25 @@ class RequestsAdapter(requests.auth.AuthBase):
     def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
         token = self._coordinator.token_for_request("requests")
         sign(r.headers, token, self._api_key)
-        r.hooks["response"].append(_RetryOn401(self, token))
+        r.hooks["response"].append(_RetryOn401(self, token, RedirectChain(r.url or "")))
         return r
 
 
 class _RetryOn401:
     """The response hook of one request: at most one refresh-and-resend."""
 
-    def __init__(self, auth: RequestsAdapter, token: Token) -> None:
+    def __init__(self, auth: RequestsAdapter, token: Token, chain: RedirectChain) -> None:
         self._auth = auth
         self._token = token
+        self._chain = chain
         # Copies of the request (redirects) share this hook; one retry in all,
         # even if the server hands out the same access token again.
         self._spent = False
 
     def __call__(self, r: requests.Response, **kwargs: Any) -> requests.Response:
         request = r.request
-        if r.is_redirect and self._auth._api_key is not None:
-            # requests builds the next hop from this request and drops only
-            # Authorization when it leaves the origin: drop the API key too.
-            target = urljoin(request.url or "", r.headers["location"])
-            if not same_origin(request.url or "", target):
-                request.headers.pop(API_KEY_HEADER, None)
+        if r.is_redirect:
+            self._before_redirect(r, request)
             return r
         coordinator = self._auth._coordinator
         if (
@@ -92,4 +89,15 @@ class _RetryOn401:
             coordinator.resend_rejected(token)  # the API rejects fresh tokens too
         response.history.append(r)
         response.request = retry
+        if response.is_redirect:
+            # No hook sees this answer, yet Session.send follows its redirect.
+            self._before_redirect(response, request)
         return response
+
+    def _before_redirect(self, r: requests.Response, source: requests.PreparedRequest) -> None:
+        """requests builds the next hop from a copy of ``source`` and drops only
+        ``Authorization`` when it leaves the origin: drop the API key too (hops
+        after it are copies, so they go without it)."""
+        target = urljoin(r.url, r.headers["location"])
+        if not self._chain.may_carry_api_key(target):
+            source.headers.pop(API_KEY_HEADER, None)
