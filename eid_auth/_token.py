@@ -100,12 +100,7 @@ class Token:
             )
         if not isinstance(self.token_type, str) or self.token_type.lower() != "bearer":
             raise ConfigurationError(f"Token.token_type must be 'Bearer', not {self.token_type!r}")
-        if self.expires_at is not None and (
-            isinstance(self.expires_at, bool)
-            or not isinstance(self.expires_at, (int, float))
-            or not math.isfinite(self.expires_at)
-        ):
-            raise ConfigurationError("Token.expires_at must be a Unix timestamp or None")
+        _check_expires_at(self.expires_at)
         for name in ("refresh_token", "id_token", "scope", "id"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):
@@ -298,6 +293,28 @@ def _as_text(value: Any) -> str | None:
     if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
         return " ".join(value)  # a scope sent as a JSON list
     return None
+
+
+# Unix time in seconds stays below this until the year 5138; a value past it is
+# almost always milliseconds (JavaScript's Date.now()), which would never expire.
+_MAX_EXPIRES_AT = 10**11
+
+
+def _check_expires_at(value: object) -> None:
+    if value is None:
+        return
+    # Compared before any float() conversion, which overflows on huge ints.
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        raise ConfigurationError("Token.expires_at must be a Unix timestamp in seconds or None")
+    if _MAX_EXPIRES_AT <= value < _MAX_EXPIRES_AT * 1000:
+        raise ConfigurationError(
+            "Token.expires_at looks like milliseconds since 1970, not seconds: divide it "
+            "by 1000 (Python's time.time() and OAuth's expires_in count seconds)"
+        )
+    if not 0 <= value < _MAX_EXPIRES_AT:
+        raise ConfigurationError(
+            "Token.expires_at must be a Unix timestamp in seconds (between 0 and 10**11) or None"
+        )
 
 
 def _is_header_safe(value: str) -> bool:

@@ -42,6 +42,12 @@ def build(**changes: Any) -> EmpowerIDAuth:
         ({"on_refresh": "print"}, "on_refresh"),
         ({"token_client": object()}, "token_client"),
         ({"expires_at": 5.0}, "expires_at needs access_token"),
+        # Numbers no float holds, and milliseconds, fail here, not at the first request.
+        ({"access_token": "a", "expires_at": 10**400}, "Unix timestamp in seconds"),
+        ({"access_token": "a", "expires_at": 1795666028376.5}, "looks like milliseconds"),
+        ({"access_token": "a", "expires_at": float("inf")}, "Unix timestamp in seconds"),
+        ({"access_token": "a", "expires_at": -1}, "Unix timestamp in seconds"),
+        ({"refresh_token": None, "token": {"access_token": "a", "expires_at": 10**400}}, "Unix"),
         ({"token": {"access_token": "a"}}, "not both"),
         ({"refresh_token": None, "token": {"nope": 1}}, "access_token"),
         # A newline pasted into the URL: httpx would refuse it only at the first request.
