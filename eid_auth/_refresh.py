@@ -196,6 +196,10 @@ def _copy_error(error: BaseException) -> BaseException:
     copy = type(error).__new__(type(error), *error.args)
     copy.__dict__.update(error.__dict__)
     copy.args = error.args
+    # The cause (a bare low-level error such as ConnectionRefusedError, holding
+    # no request) says why; it carries no traceback, so waiters may share it.
+    copy.__cause__ = error.__cause__
+    copy.__suppress_context__ = True
     return copy
 
 
@@ -783,8 +787,10 @@ class RefreshCoordinator:
     def _raise_remembered_invalid_grant(self, record: StoredToken) -> None:
         assert record.invalid_grant_at is not None
         age = time.time() - record.invalid_grant_at
-        if age >= INVALID_GRANT_MEMORY:
-            return  # long enough: let one request find out again
+        if not -INVALID_GRANT_MEMORY < age < INVALID_GRANT_MEMORY:
+            # Long enough: let one request find out again. A time far in the
+            # future (a clock gone wrong) must not block refreshes for ever.
+            return
         description = record.invalid_grant_description
         raise _RememberedInvalidGrant(
             f"the token endpoint refused this refresh token (invalid_grant) {age:.0f}s ago"

@@ -215,8 +215,8 @@ def test_errors_carry_no_chained_exception(flavour: str) -> None:
     assert error is not None
     assert error.__context__ is None
     cause = error.__cause__
+    assert isinstance(cause, ConnectionRefusedError)  # why it failed, for the caller
     if cause is not None:
-        assert isinstance(cause, ConnectionRefusedError)
         assert cause.__traceback__ is None
         assert cause.__cause__ is None
         assert cause.__context__ is None

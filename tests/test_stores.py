@@ -6,6 +6,7 @@ runs real processes."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import math
@@ -250,6 +251,27 @@ def test_a_refused_grant_is_tried_again_after_a_while(
         auth.refresh()
     assert "not sent again" not in str(caught.value)
     assert server.token_requests == sent + 1
+
+
+def test_a_refusal_stamped_in_the_future_does_not_block_refreshes(
+    server: EmpowerIDTestServer, tmp_path: Path
+) -> None:
+    # A machine whose clock ran years ahead recorded the refusal: it must not
+    # keep every process from trying again for those years.
+    grant = server.issue_grant()
+    store = FileTokenStore(tmp_path / "token.json")
+    stored = StoredToken(
+        client_id=CLIENT_ID,
+        token_endpoint=server.token_endpoint,
+        generation=1,
+        token=None,
+        refresh_token=grant["refresh_token"],
+    ).with_invalid_grant("refused on a machine with a wrong clock")
+    store.write(dataclasses.replace(stored, invalid_grant_at=time.time() + 10 * 365 * 86400))
+    auth = make_auth(server, refresh_token=grant["refresh_token"], store=store)
+    assert send("requests", auth, "GET", server.api_url("/api/x")).status == 200
+    assert server.refresh_grants == 1
+    auth.close()
 
 
 class CountingFileStore(FileTokenStore):
