@@ -36,23 +36,6 @@ def other_origin() -> Iterator[EmpowerIDTestServer]:
         yield s
 
 
-def test_api_key_does_not_follow_a_cross_origin_redirect_with_requests(
-    server: EmpowerIDTestServer,
-    auth_factory: AuthFactory,
-    other_origin: EmpowerIDTestServer,
-) -> None:
-    auth = auth_factory(api_key="the-api-key")
-    elsewhere = other_origin.api_url("/api/landing")
-    response = requests.get(server.api_url(f"/api/redirect?to={elsewhere}"), auth=auth, timeout=10)
-    assert response.status_code == 401  # the other host does not know our token
-    (landed,) = other_origin.api_requests
-    assert landed.header("Authorization") is None
-    assert landed.header("X-EmpowerID-API-Key") is None
-    # Same origin: the key goes along.
-    requests.get(server.api_url("/api/redirect?to=/api/landing"), auth=auth, timeout=10)
-    assert server.api_requests[-1].header("X-EmpowerID-API-Key") == "the-api-key"
-
-
 def _expire_tokens_after_the_first_hop(server: EmpowerIDTestServer) -> None:
     """The redirect's first hop succeeds; the hop after it meets a 401."""
     calls: list[int] = []
