@@ -1,15 +1,24 @@
-"""Each behaviour of EmpowerIDAuth, through requests, httpx and httpx async, against
-the loopback EmpowerID server."""
+"""How EmpowerIDAuth signs requests and answers a 401, through requests, httpx and
+httpx async, against the loopback EmpowerID server.
+
+The refresh grant it sends, refreshing before expiry, rotation; the 401 rules:
+which 401 refreshes (not one from another origin, not a second one), what is
+re-sent (the same body, rewound or refused when it cannot be replayed, the
+cookies the 401 set, only the redirect hop that met it); the API key; resuming
+from a saved token."""
 
 from __future__ import annotations
 
+import io
+import json
 import time
 from collections.abc import Callable, Iterator
 
 import pytest
+import requests
 
-from eid_auth import EmpowerIDAuth, Token
-from eid_auth.testing import EmpowerIDTestServer
+from eid_auth import EmpowerIDAuth, InvalidTokenResponseError, Token
+from eid_auth.testing import EmpowerIDTestServer, FaultSpec
 
 from .conftest import CLIENT_ID, CLIENT_SECRET, make_auth, send
 
@@ -229,6 +238,19 @@ def test_401_on_the_resent_request_is_returned_not_looped(
     assert server.refresh_grants == 2
 
 
+def test_cookies_set_by_the_401_go_with_the_resend(
+    server: EmpowerIDTestServer, auth_factory: AuthFactory, flavour: str
+) -> None:
+    auth = auth_factory()
+    auth.refresh()
+    server.expire_access_tokens()
+    server.set_cookie_on_401 = "affinity=node7"
+    assert send(flavour, auth, "GET", server.api_url("/api/x")).status == 200
+    rejected, resent = server.api_requests
+    assert rejected.header("Cookie") is None
+    assert resent.header("Cookie") == "affinity=node7"
+
+
 def test_403_never_refreshes(
     server: EmpowerIDTestServer, auth_factory: AuthFactory, flavour: str
 ) -> None:
@@ -261,6 +283,20 @@ def test_streamed_body_is_not_replayed(
     assert server.api_requests[0].body == b"part one, part two"
 
 
+def test_a_seekable_body_is_rewound_for_the_resend_with_requests(
+    server: EmpowerIDTestServer, auth_factory: AuthFactory
+) -> None:
+    auth = auth_factory()
+    auth.refresh()
+    server.expire_access_tokens()
+    body = io.BytesIO(b"prefix-skipped|the upload")
+    body.seek(len(b"prefix-skipped|"))  # the body starts where the file position is
+    response = requests.post(server.api_url("/api/upload"), data=body, auth=auth, timeout=10)
+    assert response.status_code == 200
+    rejected, resent = server.api_requests
+    assert rejected.body == resent.body == b"the upload"
+
+
 def test_401_after_another_caller_refreshed_resends_without_refreshing(
     server: EmpowerIDTestServer, auth_factory: AuthFactory, flavour: str
 ) -> None:
@@ -285,6 +321,25 @@ def test_401_after_another_caller_refreshed_resends_without_refreshing(
     assert result.sent_authorization == f"Bearer {refreshed[0].access_token}"
 
 
+def test_a_401_after_a_salvaged_refresh_token_refreshes(
+    server: EmpowerIDTestServer, auth_factory: AuthFactory, flavour: str
+) -> None:
+    auth = auth_factory()
+    auth.refresh()
+    # An unusable answer that carries a refresh token the server knows.
+    live = server.issue_grant()["refresh_token"]
+    body = json.dumps({"access_token": "x", "expires_in": 0, "refresh_token": live}).encode()
+    server.fail_next(FaultSpec(status=200, body=body), count=1)
+    with pytest.raises(InvalidTokenResponseError):
+        auth.refresh()
+    server.expire_access_tokens()
+    # Same access token as before the salvage: a 401 for it must refresh, not
+    # re-send it unchanged.
+    result = send(flavour, auth, "GET", server.api_url("/api/x"))
+    assert result.status == 200
+    assert server.token_request_log[-1].form["refresh_token"] == live
+
+
 def test_redirect_after_resend_carries_the_new_token(
     server: EmpowerIDTestServer, auth_factory: AuthFactory, flavour: str
 ) -> None:
@@ -303,6 +358,72 @@ def test_redirect_after_resend_carries_the_new_token(
         "/api/landing",
     ]
     assert server.api_requests[-1].header("Authorization") == f"Bearer {auth.token.access_token}"
+
+
+def _expire_tokens_after_the_first_hop(server: EmpowerIDTestServer) -> None:
+    """The redirect's first hop succeeds; the hop after it meets a 401."""
+    calls: list[int] = []
+
+    def hook() -> None:
+        calls.append(1)
+        if len(calls) == 2:
+            server.expire_access_tokens()
+
+    server.on_api_request = hook
+
+
+def test_a_401_after_a_redirect_resends_only_that_hop(
+    server: EmpowerIDTestServer, auth_factory: AuthFactory, flavour: str
+) -> None:
+    auth = auth_factory()
+    auth.refresh()
+    _expire_tokens_after_the_first_hop(server)
+    result = send(flavour, auth, "POST", server.api_url("/api/redirect?to=/api/orders/1"), json={})
+    assert result.status == 200
+    # The POST succeeded once and is not sent again; only the GET that got the 401 is.
+    assert [(r.method, r.path) for r in server.api_requests] == [
+        ("POST", "/api/redirect?to=/api/orders/1"),
+        ("GET", "/api/orders/1"),
+        ("GET", "/api/orders/1"),
+    ]
+    assert server.refresh_grants == 2
+
+
+def test_a_401_after_a_same_origin_get_redirect_is_retried(
+    server: EmpowerIDTestServer, auth_factory: AuthFactory, flavour: str
+) -> None:
+    auth = auth_factory()
+    auth.refresh()
+    _expire_tokens_after_the_first_hop(server)
+    result = send(flavour, auth, "GET", server.api_url("/api/redirect?to=/api/orders/1"))
+    assert result.status == 200
+    assert [r.path for r in server.api_requests] == [
+        "/api/redirect?to=/api/orders/1",
+        "/api/orders/1",
+        "/api/orders/1",
+    ]
+
+
+@pytest.fixture
+def other_origin() -> Iterator[EmpowerIDTestServer]:
+    with EmpowerIDTestServer() as s:
+        yield s
+
+
+def test_a_401_from_another_origin_after_a_redirect_does_not_refresh(
+    server: EmpowerIDTestServer,
+    auth_factory: AuthFactory,
+    other_origin: EmpowerIDTestServer,
+    flavour: str,
+) -> None:
+    auth = auth_factory()
+    auth.refresh()
+    elsewhere = other_origin.api_url("/api/landing")
+    result = send(flavour, auth, "GET", server.api_url(f"/api/redirect?to={elsewhere}"))
+    # The other host never saw our token; its 401 is not about our token.
+    assert result.status == 401
+    assert server.refresh_grants == 1
+    assert len(other_origin.api_requests) == 1
 
 
 def test_api_key_on_token_and_api_requests(flavour: str) -> None:
@@ -346,8 +467,6 @@ def test_resume_from_a_saved_token(
 ) -> None:
     first = auth_factory()
     saved = first.refresh().to_dict()
-    import json
-
     resumed = auth_factory(token=json.loads(json.dumps(saved)))
     assert send(flavour, resumed, "GET", server.api_url("/api/x")).status == 200
     assert server.refresh_grants == 1  # the saved access token was still good

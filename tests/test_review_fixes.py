@@ -9,7 +9,7 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,41 +28,6 @@ from eid_auth.testing import EmpowerIDTestServer, FaultSpec
 from .conftest import CLIENT_ID, CLIENT_SECRET, send
 
 AuthFactory = Callable[..., EmpowerIDAuth]
-
-
-@pytest.fixture
-def other_origin() -> Iterator[EmpowerIDTestServer]:
-    with EmpowerIDTestServer() as s:
-        yield s
-
-
-def _expire_tokens_after_the_first_hop(server: EmpowerIDTestServer) -> None:
-    """The redirect's first hop succeeds; the hop after it meets a 401."""
-    calls: list[int] = []
-
-    def hook() -> None:
-        calls.append(1)
-        if len(calls) == 2:
-            server.expire_access_tokens()
-
-    server.on_api_request = hook
-
-
-def test_a_401_after_a_redirect_resends_only_that_hop(
-    server: EmpowerIDTestServer, auth_factory: AuthFactory, flavour: str
-) -> None:
-    auth = auth_factory()
-    auth.refresh()
-    _expire_tokens_after_the_first_hop(server)
-    result = send(flavour, auth, "POST", server.api_url("/api/redirect?to=/api/orders/1"), json={})
-    assert result.status == 200
-    # The POST succeeded once and is not sent again; only the GET that got the 401 is.
-    assert [(r.method, r.path) for r in server.api_requests] == [
-        ("POST", "/api/redirect?to=/api/orders/1"),
-        ("GET", "/api/orders/1"),
-        ("GET", "/api/orders/1"),
-    ]
-    assert server.refresh_grants == 2
 
 
 def test_a_rotated_refresh_token_in_an_unusable_answer_is_kept(
@@ -356,35 +321,6 @@ def test_a_slow_refresh_does_not_starve_a_tiny_connection_pool(
     assert server.refresh_grants == 2
 
 
-def test_cookies_set_by_the_401_go_with_the_resend(
-    server: EmpowerIDTestServer, auth_factory: AuthFactory, flavour: str
-) -> None:
-    auth = auth_factory()
-    auth.refresh()
-    server.expire_access_tokens()
-    server.set_cookie_on_401 = "affinity=node7"
-    assert send(flavour, auth, "GET", server.api_url("/api/x")).status == 200
-    rejected, resent = server.api_requests
-    assert rejected.header("Cookie") is None
-    assert resent.header("Cookie") == "affinity=node7"
-
-
-def test_a_seekable_body_is_rewound_for_the_resend_with_requests(
-    server: EmpowerIDTestServer, auth_factory: AuthFactory
-) -> None:
-    import io
-
-    auth = auth_factory()
-    auth.refresh()
-    server.expire_access_tokens()
-    body = io.BytesIO(b"prefix-skipped|the upload")
-    body.seek(len(b"prefix-skipped|"))  # the body starts where the file position is
-    response = requests.post(server.api_url("/api/upload"), data=body, auth=auth, timeout=10)
-    assert response.status_code == 200
-    rejected, resent = server.api_requests
-    assert rejected.body == resent.body == b"the upload"
-
-
 def test_interrupt_during_the_token_request_does_not_strand_waiters(
     server: EmpowerIDTestServer,
 ) -> None:
@@ -565,27 +501,6 @@ def test_access_token_that_cannot_be_a_header_is_rejected(
     assert access_token not in str(caught.value)
 
 
-def test_a_401_after_a_salvaged_refresh_token_refreshes(
-    server: EmpowerIDTestServer, auth_factory: AuthFactory, flavour: str
-) -> None:
-    import json
-
-    auth = auth_factory()
-    auth.refresh()
-    # An unusable answer that carries a refresh token the server knows.
-    live = server.issue_grant()["refresh_token"]
-    body = json.dumps({"access_token": "x", "expires_in": 0, "refresh_token": live}).encode()
-    server.fail_next(FaultSpec(status=200, body=body), count=1)
-    with pytest.raises(InvalidTokenResponseError):
-        auth.refresh()
-    server.expire_access_tokens()
-    # Same access token as before the salvage: a 401 for it must refresh, not
-    # re-send it unchanged.
-    result = send(flavour, auth, "GET", server.api_url("/api/x"))
-    assert result.status == 200
-    assert server.token_request_log[-1].form["refresh_token"] == live
-
-
 def test_every_waiter_gets_its_own_error_object(
     server: EmpowerIDTestServer, auth_factory: AuthFactory
 ) -> None:
@@ -639,22 +554,6 @@ def test_json_escaped_and_basic_header_echoes_are_redacted() -> None:
         auth.close()
 
 
-def test_a_401_from_another_origin_after_a_redirect_does_not_refresh(
-    server: EmpowerIDTestServer,
-    auth_factory: AuthFactory,
-    other_origin: EmpowerIDTestServer,
-    flavour: str,
-) -> None:
-    auth = auth_factory()
-    auth.refresh()
-    elsewhere = other_origin.api_url("/api/landing")
-    result = send(flavour, auth, "GET", server.api_url(f"/api/redirect?to={elsewhere}"))
-    # The other host never saw our token; its 401 is not about our token.
-    assert result.status == 401
-    assert server.refresh_grants == 1
-    assert len(other_origin.api_requests) == 1
-
-
 @pytest.mark.skipif(
     tuple(int(p) for p in httpx.__version__.split(".")[:2]) < (0, 28),
     reason="httpx 0.24's sync pool (httpcore 0.17) fails this with EBADF inside httpcore; "
@@ -684,21 +583,6 @@ def test_a_slow_refresh_does_not_starve_a_tiny_sync_pool(
             t.join(30)
     assert statuses == [200] * 10
     assert server.refresh_grants == 2
-
-
-def test_a_401_after_a_same_origin_get_redirect_is_retried(
-    server: EmpowerIDTestServer, auth_factory: AuthFactory, flavour: str
-) -> None:
-    auth = auth_factory()
-    auth.refresh()
-    _expire_tokens_after_the_first_hop(server)
-    result = send(flavour, auth, "GET", server.api_url("/api/redirect?to=/api/orders/1"))
-    assert result.status == 200
-    assert [r.path for r in server.api_requests] == [
-        "/api/redirect?to=/api/orders/1",
-        "/api/orders/1",
-        "/api/orders/1",
-    ]
 
 
 def test_escaped_emoji_in_an_error_stays_encodable(
