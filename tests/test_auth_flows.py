@@ -437,31 +437,6 @@ def test_api_key_on_token_and_api_requests(flavour: str) -> None:
         auth.close()
 
 
-def test_on_refresh_gets_every_new_token(
-    server: EmpowerIDTestServer, auth_factory: AuthFactory, flavour: str
-) -> None:
-    seen: list[Token] = []
-    auth = auth_factory(on_refresh=seen.append)
-    send(flavour, auth, "GET", server.api_url("/api/x"))
-    server.expire_access_tokens()
-    send(flavour, auth, "GET", server.api_url("/api/x"))
-    assert len(seen) == 2
-    assert seen[-1] == auth.token
-
-
-def test_on_refresh_that_raises_does_not_lose_the_token(
-    server: EmpowerIDTestServer, auth_factory: AuthFactory, flavour: str
-) -> None:
-    def broken(token: Token) -> None:
-        raise OSError("disk full")
-
-    auth = auth_factory(on_refresh=broken)
-    assert send(flavour, auth, "GET", server.api_url("/api/x")).status == 200
-    assert auth.token is not None
-    assert send(flavour, auth, "GET", server.api_url("/api/x")).status == 200
-    assert server.refresh_grants == 1
-
-
 def test_resume_from_a_saved_token(
     server: EmpowerIDTestServer, auth_factory: AuthFactory, flavour: str
 ) -> None:
