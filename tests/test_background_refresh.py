@@ -3,6 +3,11 @@
 In the first half of the refresh window, requests go out with the current
 token while one refresh runs on a thread of its own; in the second half (the
 token is about to expire) they wait for the new token.
+
+A refresh that fails while the token is still valid fails no request: they go
+on with that token, and the next attempt waits a while. Once the token has
+expired, a failed refresh is the caller's error and the next request tries
+again. ``close()`` and ``aclose()`` let a refresh in progress finish.
 """
 
 from __future__ import annotations
@@ -11,13 +16,18 @@ import asyncio
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 import httpx
 import pytest
+import requests
 
+from eid_auth import EmpowerIDAuth, TokenEndpointUnavailableError
 from eid_auth.testing import EmpowerIDTestServer, FaultSpec
 
 from .conftest import FLAVOURS, make_auth, send, wait_for
+
+AuthFactory = Callable[..., EmpowerIDAuth]
 
 
 def _token_due_in(server: EmpowerIDTestServer, seconds: float, **kwargs: object):  # type: ignore[no-untyped-def]
@@ -112,6 +122,48 @@ def test_near_expiry_a_refused_refresh_does_not_fail_requests_on_a_valid_token(
         assert result.status == 200
         assert result.sent_authorization == f"Bearer {grant['access_token']}"
     assert server.token_requests == 1  # then the pause
+
+
+def test_failed_early_refresh_keeps_using_the_valid_token(
+    server: EmpowerIDTestServer, auth_factory: AuthFactory, flavour: str
+) -> None:
+    grant = server.issue_grant()
+    auth = auth_factory(
+        access_token=grant["access_token"],
+        refresh_token=grant["refresh_token"],
+        expires_at=time.time() + 50,  # inside the 60 s leeway, still valid
+        max_retries=1,
+    )
+    server.fail_next(FaultSpec(status=503), count=2)
+    for _ in range(3):
+        result = send(flavour, auth, "GET", server.api_url("/api/x"))
+        assert result.status == 200
+        assert result.sent_authorization == f"Bearer {grant['access_token']}"
+    # The refresh runs behind the requests: wait for its two attempts to end.
+    wait_for(lambda: server.token_requests >= 2)
+    for _ in range(3):
+        result = send(flavour, auth, "GET", server.api_url("/api/x"))
+        assert result.sent_authorization == f"Bearer {grant['access_token']}"
+    # One early refresh (two attempts), then a pause instead of one per request.
+    assert server.token_requests == 2
+    assert server.refresh_grants == 0
+
+
+def test_failed_refresh_of_an_expired_token_is_the_callers_error(
+    server: EmpowerIDTestServer, auth_factory: AuthFactory
+) -> None:
+    grant = server.issue_grant()
+    auth = auth_factory(
+        access_token=grant["access_token"],
+        refresh_token=grant["refresh_token"],
+        expires_at=time.time() - 1,
+        max_retries=0,
+    )
+    server.fail_next(FaultSpec(status=503), count=1)
+    with pytest.raises(TokenEndpointUnavailableError):
+        requests.get(server.api_url("/api/x"), auth=auth, timeout=10)
+    # No pause for an expired token: the next request refreshes.
+    assert requests.get(server.api_url("/api/x"), auth=auth, timeout=10).status_code == 200
 
 
 def test_a_slow_refresh_in_the_last_second_warns_nobody(

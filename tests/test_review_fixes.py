@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 
 from eid_auth import (
     EmpowerIDAuth,
@@ -171,50 +170,6 @@ def test_expires_at_counts_from_when_the_request_was_sent(
     assert token.expires_at is not None
     # Counting from the answer's arrival would overstate the life by the delay.
     assert sent_at + 3600 - 0.5 <= token.expires_at <= sent_at + 3600 + 0.5
-
-
-def test_failed_early_refresh_keeps_using_the_valid_token(
-    server: EmpowerIDTestServer, auth_factory: AuthFactory, flavour: str
-) -> None:
-    grant = server.issue_grant()
-    auth = auth_factory(
-        access_token=grant["access_token"],
-        refresh_token=grant["refresh_token"],
-        expires_at=time.time() + 50,  # inside the 60 s leeway, still valid
-        max_retries=1,
-    )
-    server.fail_next(FaultSpec(status=503), count=2)
-    for _ in range(3):
-        result = send(flavour, auth, "GET", server.api_url("/api/x"))
-        assert result.status == 200
-        assert result.sent_authorization == f"Bearer {grant['access_token']}"
-    # The refresh runs behind the requests: wait for its two attempts to end.
-    deadline = time.monotonic() + 10
-    while server.token_requests < 2 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    for _ in range(3):
-        result = send(flavour, auth, "GET", server.api_url("/api/x"))
-        assert result.sent_authorization == f"Bearer {grant['access_token']}"
-    # One early refresh (two attempts), then a pause instead of one per request.
-    assert server.token_requests == 2
-    assert server.refresh_grants == 0
-
-
-def test_failed_refresh_of_an_expired_token_is_the_callers_error(
-    server: EmpowerIDTestServer, auth_factory: AuthFactory
-) -> None:
-    grant = server.issue_grant()
-    auth = auth_factory(
-        access_token=grant["access_token"],
-        refresh_token=grant["refresh_token"],
-        expires_at=time.time() - 1,
-        max_retries=0,
-    )
-    server.fail_next(FaultSpec(status=503), count=1)
-    with pytest.raises(TokenEndpointUnavailableError):
-        requests.get(server.api_url("/api/x"), auth=auth, timeout=10)
-    # No pause for an expired token: the next request refreshes.
-    assert requests.get(server.api_url("/api/x"), auth=auth, timeout=10).status_code == 200
 
 
 def test_redaction_survives_cutting_and_form_encoding() -> None:
