@@ -73,6 +73,32 @@ def test_wrong_configuration(changes: dict[str, Any], message: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"api_key": "clé"}, "api_key"),
+        ({"api_key": "a\nb"}, "api_key"),
+        ({"client_auth": "client_secret_basic", "client_secret": "pässwörd€"}, "Latin-1"),
+        ({"token_endpoint": None, "server": "https://h?x=1"}, "base URL"),
+        ({"token_endpoint": "https://h/oauth/v2/token#frag"}, "fragment"),
+    ],
+)
+def test_values_that_cannot_go_in_a_header_or_url_are_refused(
+    changes: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=message) as caught:
+        build(**changes)
+    assert "pässwörd€" not in str(caught.value)
+
+
+def test_async_on_refresh_is_rejected() -> None:
+    async def save(token: Token) -> None:
+        return None
+
+    with pytest.raises(ConfigurationError, match="plain function"):
+        build(on_refresh=save)
+
+
+@pytest.mark.parametrize(
     "endpoint",
     [
         "http://127.0.0.1:8080/oauth/v2/token",

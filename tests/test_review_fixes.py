@@ -9,7 +9,6 @@ import textwrap
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -96,47 +95,6 @@ def test_refresh_started_by_a_task_finishes_even_if_the_program_exits(
     assert server.refresh_grants == 1
     # The rotated refresh token was saved, not lost with a killed thread.
     assert Token.from_dict(__import__("json").loads(saved.read_text())).refresh_token
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "message"),
-    [
-        ({"api_key": "clé"}, "api_key"),
-        ({"api_key": "a\nb"}, "api_key"),
-        ({"client_auth": "client_secret_basic", "client_secret": "pässwörd€"}, "Latin-1"),
-        ({"token_endpoint": None, "server": "https://h?x=1"}, "base URL"),
-        ({"token_endpoint": "https://h/oauth/v2/token#frag"}, "fragment"),
-    ],
-)
-def test_more_wrong_configuration(kwargs: dict[str, Any], message: str) -> None:
-    from eid_auth import ConfigurationError
-
-    base: dict[str, Any] = {
-        "token_endpoint": "https://h/oauth/v2/token",
-        "client_id": "app",
-        "client_secret": "s",
-        "refresh_token": "r",
-    }
-    merged = {k: v for k, v in {**base, **kwargs}.items() if v is not None}
-    with pytest.raises(ConfigurationError, match=message) as caught:
-        EmpowerIDAuth(**merged)
-    assert "pässwörd€" not in str(caught.value)
-
-
-def test_async_on_refresh_is_rejected() -> None:
-    from eid_auth import ConfigurationError
-
-    async def save(token: Token) -> None:
-        return None
-
-    with pytest.raises(ConfigurationError, match="plain function"):
-        EmpowerIDAuth(
-            token_endpoint="https://h/t",
-            client_id="a",
-            client_secret="s",
-            refresh_token="r",
-            on_refresh=save,
-        )
 
 
 def test_deeply_nested_json_is_an_invalid_token_response(
