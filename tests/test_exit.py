@@ -1,12 +1,11 @@
 """A process can always exit: at interpreter exit a refresh still running behind
-requests gets ``EXIT_GRACE`` seconds to finish, then is abandoned.
-
-(A refresh that finishes within the grace period is still saved: see
-``test_refresh_started_by_a_task_finishes_even_if_the_program_exits``.)
+requests gets ``EXIT_GRACE`` seconds to finish, then is abandoned; one that
+finishes within the grace period is still saved.
 """
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -14,10 +13,12 @@ import textwrap
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from eid_auth.testing import EmpowerIDTestServer
+from eid_auth import Token
+from eid_auth.testing import EmpowerIDTestServer, FaultSpec
 
 from .conftest import CLIENT_ID, CLIENT_SECRET
 
@@ -130,3 +131,36 @@ def test_a_hanging_refresh_does_not_keep_the_process_alive(
     assert elapsed < 20
     assert "abandoned after 5s" in done.stderr
     assert "rotated the refresh token, the new one is lost" in done.stderr
+
+
+def test_refresh_started_by_a_task_finishes_even_if_the_program_exits(
+    server: EmpowerIDTestServer, tmp_path: Path
+) -> None:
+    saved = tmp_path / "token.json"
+    refresh_token = server.issue_grant()["refresh_token"]
+    server.fail_next(FaultSpec(status=200, delay=1.0), count=1)
+    program = textwrap.dedent(
+        f"""
+        import asyncio, json, pathlib, httpx
+        from eid_auth import EmpowerIDAuth
+        auth = EmpowerIDAuth(
+            token_endpoint={server.token_endpoint!r}, client_id={CLIENT_ID!r},
+            client_secret={CLIENT_SECRET!r}, refresh_token={refresh_token!r},
+            on_refresh=lambda t: pathlib.Path({str(saved)!r}).write_text(json.dumps(t.to_dict())),
+        )
+        async def main():
+            async with httpx.AsyncClient(auth=auth) as client:
+                await asyncio.wait_for(client.get({server.api_url("/api/x")!r}), 0.2)
+        try:
+            asyncio.run(main())
+        except (asyncio.TimeoutError, TimeoutError):
+            print("timed out; exiting")
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert "timed out; exiting" in done.stdout, done.stderr
+    assert server.refresh_grants == 1
+    # The rotated refresh token was saved, not lost with a killed thread.
+    assert Token.from_dict(json.loads(saved.read_text())).refresh_token

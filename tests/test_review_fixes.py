@@ -3,24 +3,19 @@ chains: each test fails without the behaviour it names."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import textwrap
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
 from eid_auth import (
     EmpowerIDAuth,
     InvalidTokenResponseError,
-    Token,
     TokenEndpointUnavailableError,
 )
 from eid_auth.testing import EmpowerIDTestServer, FaultSpec
 
-from .conftest import CLIENT_ID, CLIENT_SECRET, send
+from .conftest import CLIENT_ID, send
 
 AuthFactory = Callable[..., EmpowerIDAuth]
 
@@ -62,39 +57,6 @@ def test_errors_carry_no_chained_exception(flavour: str) -> None:
         assert cause.__cause__ is None
         assert cause.__context__ is None
     auth.close()
-
-
-def test_refresh_started_by_a_task_finishes_even_if_the_program_exits(
-    server: EmpowerIDTestServer, tmp_path: Path
-) -> None:
-    saved = tmp_path / "token.json"
-    refresh_token = server.issue_grant()["refresh_token"]
-    server.fail_next(FaultSpec(status=200, delay=1.0), count=1)
-    program = textwrap.dedent(
-        f"""
-        import asyncio, json, pathlib, httpx
-        from eid_auth import EmpowerIDAuth
-        auth = EmpowerIDAuth(
-            token_endpoint={server.token_endpoint!r}, client_id={CLIENT_ID!r},
-            client_secret={CLIENT_SECRET!r}, refresh_token={refresh_token!r},
-            on_refresh=lambda t: pathlib.Path({str(saved)!r}).write_text(json.dumps(t.to_dict())),
-        )
-        async def main():
-            async with httpx.AsyncClient(auth=auth) as client:
-                await asyncio.wait_for(client.get({server.api_url("/api/x")!r}), 0.2)
-        try:
-            asyncio.run(main())
-        except (asyncio.TimeoutError, TimeoutError):
-            print("timed out; exiting")
-        """
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", program], capture_output=True, text=True, timeout=60, check=False
-    )
-    assert "timed out; exiting" in done.stdout, done.stderr
-    assert server.refresh_grants == 1
-    # The rotated refresh token was saved, not lost with a killed thread.
-    assert Token.from_dict(__import__("json").loads(saved.read_text())).refresh_token
 
 
 def test_deeply_nested_json_is_an_invalid_token_response(
