@@ -22,6 +22,8 @@ With pytest, the ``empowerid_server`` fixture (from the plugin installed with th
 yields a started server with default settings; see `eid_auth.testing.pytest_plugin`.
 """
 
-from eid_auth.testing._server import EmpowerIDTestServer, FaultSpec, RecordedRequest
+from eid_auth.testing._faults import FaultSpec
+from eid_auth.testing._messages import RecordedRequest
+from eid_auth.testing._server import EmpowerIDTestServer
 
 __all__ = ["EmpowerIDTestServer", "FaultSpec", "RecordedRequest"]

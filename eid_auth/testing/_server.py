@@ -12,7 +12,6 @@ import binascii
 import contextlib
 import hashlib
 import hmac
-import json
 import secrets
 import socket
 import socketserver
@@ -27,43 +26,29 @@ from types import TracebackType
 from typing import Any, cast
 from urllib.parse import parse_qs, parse_qsl, unquote_plus, urlsplit
 
+from eid_auth.testing._faults import FaultSpec, fault_answer, wait_out
+from eid_auth.testing._messages import (
+    API_KEY_HEADER,
+    Answer,
+    RecordedRequest,
+    json_bytes,
+    oauth_error,
+    oauth_form,
+)
+
 __all__ = ["EmpowerIDTestServer", "FaultSpec", "RecordedRequest"]
 
 TOKEN_PATH = "/oauth/v2/token"
 DISCOVERY_PATH = "/oauth/.well-known/openid-configuration"
 API_PREFIX = "/api/"
-API_KEY_HEADER = "X-EmpowerID-API-Key"
-
-# A fault's delay is capped so that a mistyped value cannot hang a test run.
-MAX_FAULT_DELAY = 60.0
 # Request bodies beyond this are refused: a test server has no business buffering more.
 MAX_BODY_BYTES = 16 * 1024 * 1024
 _MAX_LINE = 65536
-
-_JSON_TYPE = "application/json; charset=utf-8"
-_DEFAULT_5XX_BODY = b'{"error":"temporarily_unavailable"}'
-_DEFAULT_MALFORMED_BODY = b'{"access_token": '
-# Names whose values RecordedRequest.__repr__ hides, so failing assertions don't echo secrets.
-_SENSITIVE = frozenset(
-    {
-        "authorization",
-        API_KEY_HEADER.lower(),
-        "client_secret",
-        "refresh_token",
-        "access_token",
-        "code",
-        "password",
-    }
-)
 
 
 def _is_loopback_url(url: str) -> bool:
     parts = urlsplit(url)
     return parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost")
-
-
-def _json_bytes(obj: Mapping[str, Any]) -> bytes:
-    return json.dumps(obj, separators=(",", ":")).encode("utf-8")
 
 
 def _b64url(data: bytes) -> str:
@@ -72,109 +57,6 @@ def _b64url(data: bytes) -> str:
 
 def _same(a: str, b: str) -> bool:
     return hmac.compare_digest(a.encode("utf-8"), b.encode("utf-8"))
-
-
-@dataclass(frozen=True)
-class FaultSpec:
-    """How the token endpoint misbehaves for one request (see `EmpowerIDTestServer.fail_next`).
-
-    Attributes:
-        status: HTTP status to answer with.
-        body: Exact response body. ``None`` means ``{"error":"temporarily_unavailable"}`` for
-            5xx and 429, a short ``invalid_request`` JSON for other 4xx and, for 2xx/3xx, "serve
-            the request normally after `delay`" (see below).
-        retry_after: When set, sent as the ``Retry-After`` header, in seconds.
-        delay: Seconds to wait before answering (capped at 60, and cut short when the server
-            stops), for client timeout tests.
-        malformed: Answer 200 with a body that is not valid JSON (``body`` if given).
-        close_connection: Close the socket without answering (after `delay`).
-
-    A faulted request is recorded and counted in ``token_requests`` but does not consume or
-    rotate the refresh token. The one exception is a "slow success": a fault whose `status` is
-    below 400 with no `body` and neither `malformed` nor `close_connection` just delays the
-    request, which is then served normally (and so may rotate the refresh token while the
-    client has already timed out, which is exactly what such tests want to provoke).
-
-    Example:
-        >>> server.fail_next(FaultSpec(status=503, retry_after=2))  # doctest: +SKIP
-        >>> server.fail_next(FaultSpec(delay=5.0, close_connection=True))  # doctest: +SKIP
-    """
-
-    status: int = 503
-    body: bytes | None = None
-    retry_after: float | None = None
-    delay: float = 0.0
-    malformed: bool = False
-    close_connection: bool = False
-
-    def __post_init__(self) -> None:
-        if not 100 <= self.status <= 599:
-            raise ValueError(
-                f"FaultSpec.status must be an HTTP status (100-599), not {self.status}"
-            )
-        if self.delay < 0:
-            raise ValueError(f"FaultSpec.delay must be >= 0 seconds, not {self.delay}")
-        if self.retry_after is not None and self.retry_after < 0:
-            raise ValueError(f"FaultSpec.retry_after must be >= 0 seconds, not {self.retry_after}")
-
-    @property
-    def serves_normally(self) -> bool:
-        """True for a "slow success" fault: only delay, then handle the request as usual."""
-        return (
-            self.status < 400
-            and self.body is None
-            and not self.malformed
-            and not self.close_connection
-        )
-
-
-@dataclass(frozen=True)
-class RecordedRequest:
-    """One request as the test server received it.
-
-    Attributes:
-        method: HTTP method, e.g. ``"POST"``.
-        path: Request target including the query string, e.g. ``"/api/items?page=2"``.
-        headers: Header names with case preserved as received; repeated headers are joined
-            with ``", "``. Use `header` for case-insensitive lookup.
-        body: Raw request body (chunked bodies are already de-chunked).
-        form: Parsed body when it was ``application/x-www-form-urlencoded``, else ``{}``.
-        time: ``time.time()`` when the request arrived.
-
-    Example:
-        >>> rec = server.api_requests[-1]  # doctest: +SKIP
-        >>> rec.header("authorization")  # doctest: +SKIP
-        'Bearer at_...'
-    """
-
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: bytes
-    form: dict[str, str] = field(default_factory=dict)
-    time: float = 0.0
-
-    def header(self, name: str) -> str | None:
-        """Return the value of header `name` (case-insensitive), or None when absent.
-
-        Example:
-            >>> RecordedRequest("GET", "/", {"Accept": "*/*"}, b"").header("accept")
-            '*/*'
-        """
-        wanted = name.lower()
-        for key, value in self.headers.items():
-            if key.lower() == wanted:
-                return value
-        return None
-
-    def __repr__(self) -> str:
-        # Hide credentials: pytest prints reprs of failing assertions into CI logs.
-        headers = {k: ("***" if k.lower() in _SENSITIVE else v) for k, v in self.headers.items()}
-        form = {k: ("***" if k.lower() in _SENSITIVE else v) for k, v in self.form.items()}
-        return (
-            f"RecordedRequest(method={self.method!r}, path={self.path!r}, headers={headers!r}, "
-            f"body=<{len(self.body)} bytes>, form={form!r}, time={self.time!r})"
-        )
 
 
 @dataclass
@@ -195,20 +77,6 @@ class _AccessToken:
     expires_at: float | None  # time.monotonic() deadline; None = never expires
     revoked: bool = False
     expired: bool = False  # set by expire_access_tokens()
-
-
-@dataclass
-class _Answer:
-    """A complete HTTP response; `None` in its place means "close without answering"."""
-
-    status: int
-    body: bytes
-    headers: list[tuple[str, str]] = field(default_factory=list)
-    content_type: str = _JSON_TYPE
-
-    @classmethod
-    def json(cls, status: int, obj: Mapping[str, Any], *headers: tuple[str, str]) -> _Answer:
-        return cls(status, _json_bytes(obj), list(headers))
 
 
 class _BadRequestBody(Exception):
@@ -294,7 +162,7 @@ class _Handler(BaseHTTPRequestHandler):
         except _BadRequestBody as exc:
             self.close_connection = True  # the framing is broken; the stream can't be reused
             self._send(
-                _Answer.json(
+                Answer.json(
                     exc.status, {"error": "invalid_request", "error_description": exc.description}
                 )
             )
@@ -322,7 +190,7 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception as exc:
             # A bug in the test server must not look like a network fault to the client.
             app._record_error(exc)
-            answer = _Answer.json(500, {"error": "server_error"})
+            answer = Answer.json(500, {"error": "server_error"})
         if answer is None:
             self.close_connection = True
             return
@@ -391,7 +259,7 @@ class _Handler(BaseHTTPRequestHandler):
                 raise _BadRequestBody(400, "truncated chunked trailer")
         return b"".join(parts)
 
-    def _send(self, answer: _Answer) -> None:
+    def _send(self, answer: Answer) -> None:
         try:
             self.send_response(answer.status)
             self.send_header("Content-Type", answer.content_type)
@@ -805,7 +673,7 @@ class EmpowerIDTestServer:
             "iat": now,
             "exp": now + (self.access_token_lifetime or 3600),
         }
-        signing_input = f"{_b64url(_json_bytes(header))}.{_b64url(_json_bytes(claims))}"
+        signing_input = f"{_b64url(json_bytes(header))}.{_b64url(json_bytes(claims))}"
         signature = hmac.new(
             self.client_secret.encode("utf-8"), signing_input.encode("ascii"), hashlib.sha256
         ).digest()
@@ -822,15 +690,15 @@ class EmpowerIDTestServer:
         presented = record.header(API_KEY_HEADER)
         return presented is not None and _same(presented, self.api_key)
 
-    def _handle(self, record: RecordedRequest) -> _Answer | None:
+    def _handle(self, record: RecordedRequest) -> Answer | None:
         path = urlsplit(record.path).path
         if path == TOKEN_PATH:
             return self._handle_token(record)
         if path.startswith(API_PREFIX):
             return self._handle_api(record, path)
         if path == DISCOVERY_PATH and record.method in ("GET", "HEAD"):
-            return _Answer.json(200, self._discovery_document())
-        return _Answer.json(404, {"error": "not_found"})
+            return Answer.json(200, self._discovery_document())
+        return Answer.json(404, {"error": "not_found"})
 
     def _discovery_document(self) -> dict[str, Any]:
         base = self.url
@@ -848,9 +716,9 @@ class EmpowerIDTestServer:
 
     # -- token endpoint ------------------------------------------------------------------
 
-    def _handle_token(self, record: RecordedRequest) -> _Answer | None:
+    def _handle_token(self, record: RecordedRequest) -> Answer | None:
         if record.method != "POST":
-            return _Answer.json(
+            return Answer.json(
                 405,
                 {"error": "invalid_request", "error_description": "use POST"},
                 ("Allow", "POST"),
@@ -860,63 +728,26 @@ class EmpowerIDTestServer:
             self._token_request_log.append(record)
             fault = self._faults.popleft() if self._faults else None
         if fault is not None:
-            # Sleep outside the lock; stop() sets the event so teardown is never held up.
-            if fault.delay and self._stopping.wait(min(fault.delay, MAX_FAULT_DELAY)):
+            if wait_out(fault, self._stopping):  # outside the lock
                 return None
             if not fault.serves_normally:
-                return self._fault_answer(fault)
+                return fault_answer(fault)
         answer = self._token_answer(record)
         answer.headers += [("Cache-Control", "no-store"), ("Pragma", "no-cache")]
         return answer
 
-    @staticmethod
-    def _fault_answer(fault: FaultSpec) -> _Answer | None:
-        if fault.close_connection:
-            return None
-        headers: list[tuple[str, str]] = []
-        if fault.retry_after is not None:
-            value = fault.retry_after
-            headers.append(
-                ("Retry-After", str(int(value)) if float(value).is_integer() else str(value))
-            )
-        if fault.malformed:
-            return _Answer(200, fault.body or _DEFAULT_MALFORMED_BODY, headers)
-        body = fault.body
-        if body is None:
-            if fault.status >= 500 or fault.status == 429:
-                body = _DEFAULT_5XX_BODY
-            else:
-                body = _json_bytes({"error": "invalid_request", "error_description": "fault"})
-        return _Answer(fault.status, body, headers)
-
-    def _token_answer(self, record: RecordedRequest) -> _Answer:
+    def _token_answer(self, record: RecordedRequest) -> Answer:
         if not self._api_key_ok(record):
-            return _Answer.json(
+            return Answer.json(
                 401,
                 {
                     "error": "invalid_request",
                     "error_description": f"missing or wrong {API_KEY_HEADER}",
                 },
             )
-        content_type = (record.header("Content-Type") or "").split(";")[0].strip().lower()
-        if content_type != "application/x-www-form-urlencoded":
-            return _oauth_error(
-                400, "invalid_request", "body must be application/x-www-form-urlencoded"
-            )
-        try:
-            pairs = parse_qsl(
-                record.body.decode("utf-8"),
-                keep_blank_values=True,
-                strict_parsing=bool(record.body),
-            )
-        except (UnicodeDecodeError, ValueError):
-            return _oauth_error(400, "invalid_request", "body is not valid form encoding")
-        names = [name for name, _ in pairs]
-        repeated = sorted({name for name in names if names.count(name) > 1})
-        if repeated:
-            # RFC 6749, section 3.2: parameters must not be included more than once.
-            return _oauth_error(400, "invalid_request", f"repeated parameter: {repeated[0]}")
-        form = dict(pairs)
+        form = oauth_form(record)
+        if isinstance(form, Answer):
+            return form
 
         client_error = self._authenticate_client(record, form)
         if client_error is not None:
@@ -924,24 +755,24 @@ class EmpowerIDTestServer:
 
         grant_type = form.get("grant_type")
         if not grant_type:
-            return _oauth_error(400, "invalid_request", "missing grant_type")
+            return oauth_error(400, "invalid_request", "missing grant_type")
         if grant_type != "refresh_token":
-            return _oauth_error(
+            return oauth_error(
                 400, "unsupported_grant_type", f"grant_type {grant_type!r} is not supported"
             )
         presented = form.get("refresh_token")
         if not presented:
-            return _oauth_error(400, "invalid_request", "missing refresh_token")
+            return oauth_error(400, "invalid_request", "missing refresh_token")
         return self._refresh(presented, form.get("scope"))
 
     def _authenticate_client(
         self, record: RecordedRequest, form: Mapping[str, str]
-    ) -> _Answer | None:
+    ) -> Answer | None:
         authorization = record.header("Authorization")
         if authorization is not None and authorization[:6].lower() == "basic ":
             if "client_secret" in form:
                 # RFC 6749, section 2.3: a client must not use more than one method.
-                return _oauth_error(
+                return oauth_error(
                     400, "invalid_request", "use either client_secret_basic or client_secret_post"
                 )
             challenge = ("WWW-Authenticate", 'Basic realm="EmpowerID"')
@@ -950,55 +781,51 @@ class EmpowerIDTestServer:
                     "utf-8"
                 )
             except (binascii.Error, UnicodeDecodeError):
-                return _oauth_error(
-                    401, "invalid_client", "malformed Basic credentials", challenge
-                )
+                return oauth_error(401, "invalid_client", "malformed Basic credentials", challenge)
             raw_id, sep, raw_secret = decoded.partition(":")
             if not sep:
-                return _oauth_error(
-                    401, "invalid_client", "malformed Basic credentials", challenge
-                )
+                return oauth_error(401, "invalid_client", "malformed Basic credentials", challenge)
             # RFC 6749 says id and secret are form-urlencoded inside Basic; many clients
             # send them raw. Accept either.
             candidates = {(raw_id, raw_secret), (unquote_plus(raw_id), unquote_plus(raw_secret))}
             if not any(self._client_ok(cid, sec) for cid, sec in candidates):
-                return _oauth_error(
+                return oauth_error(
                     401, "invalid_client", "client authentication failed", challenge
                 )
             body_id = form.get("client_id")
             if body_id is not None and body_id not in {cid for cid, _ in candidates}:
-                return _oauth_error(
+                return oauth_error(
                     401, "invalid_client", "client_id differs from Basic credentials", challenge
                 )
             return None
         client_id = form.get("client_id")
         client_secret = form.get("client_secret")
         if client_id is None or client_secret is None:
-            return _oauth_error(401, "invalid_client", "missing client credentials")
+            return oauth_error(401, "invalid_client", "missing client credentials")
         if not self._client_ok(client_id, client_secret):
-            return _oauth_error(401, "invalid_client", "client authentication failed")
+            return oauth_error(401, "invalid_client", "client authentication failed")
         return None
 
     def _client_ok(self, client_id: str, client_secret: str) -> bool:
         return _same(client_id, self.client_id) and _same(client_secret, self.client_secret)
 
-    def _refresh(self, presented: str, requested_scope: str | None) -> _Answer:
+    def _refresh(self, presented: str, requested_scope: str | None) -> Answer:
         with self._lock:
             grant = self._refresh_index.get(presented)
             if grant is None:
-                return _oauth_error(400, "invalid_grant", "unknown refresh token")
+                return oauth_error(400, "invalid_grant", "unknown refresh token")
             if presented != grant.refresh_token:
                 self._reuse_detected += 1
                 if self.reuse_detection:
                     # Someone replayed a retired token: assume theft, kill the whole grant.
                     grant.revoked = True
-                return _oauth_error(400, "invalid_grant", "refresh token has already been used")
+                return oauth_error(400, "invalid_grant", "refresh token has already been used")
             if grant.revoked:
-                return _oauth_error(400, "invalid_grant", "refresh token has been revoked")
+                return oauth_error(400, "invalid_grant", "refresh token has been revoked")
             scope = grant.scope
             if requested_scope:
                 if not set(requested_scope.split()) <= set(grant.scope.split()):
-                    return _oauth_error(400, "invalid_scope", "scope exceeds the granted scope")
+                    return oauth_error(400, "invalid_scope", "scope exceeds the granted scope")
                 scope = requested_scope
             access_token = self._new_access_token(grant, self.access_token_lifetime)
             if self.rotate_refresh_tokens:
@@ -1019,18 +846,18 @@ class EmpowerIDTestServer:
         if self.include_empty_error_fields:
             answer["error"] = ""
             answer["error_description"] = "null"
-        return _Answer.json(200, answer)
+        return Answer.json(200, answer)
 
     # -- protected API -------------------------------------------------------------------
 
-    def _handle_api(self, record: RecordedRequest, path: str) -> _Answer:
+    def _handle_api(self, record: RecordedRequest, path: str) -> Answer:
         with self._lock:
             self._api_requests.append(record)
         hook = self.on_api_request
         if hook is not None:
             hook()  # outside the lock: the hook may well call back into this server
         if not self._api_key_ok(record):
-            return _Answer.json(
+            return Answer.json(
                 401,
                 {
                     "error": "invalid_request",
@@ -1040,14 +867,14 @@ class EmpowerIDTestServer:
         person_id, problem = self._check_bearer(record.header("Authorization"))
         if person_id is None:
             cookie = self.set_cookie_on_401
-            return _Answer.json(
+            return Answer.json(
                 401,
                 {"error": "invalid_token", "error_description": problem},
                 ("WWW-Authenticate", 'Bearer error="invalid_token"'),
                 *((("Set-Cookie", f"{cookie}; Path=/"),) if cookie else ()),
             )
         if path == "/api/forbidden":
-            return _Answer.json(
+            return Answer.json(
                 403, {"error": "forbidden", "error_description": "not allowed for this person"}
             )
         if path == "/api/redirect":
@@ -1058,7 +885,7 @@ class EmpowerIDTestServer:
             if _is_loopback_url(target):
                 location = target
             elif not target.startswith("/") or target.startswith("//") or "\\" in target:
-                return _Answer.json(
+                return Answer.json(
                     400,
                     {
                         "error": "invalid_request",
@@ -1067,8 +894,8 @@ class EmpowerIDTestServer:
                 )
             else:
                 location = self.url + target
-            return _Answer.json(302, {"location": location}, ("Location", location))
-        return _Answer.json(
+            return Answer.json(302, {"location": location}, ("Location", location))
+        return Answer.json(
             200,
             {
                 "ok": True,
@@ -1101,7 +928,3 @@ class EmpowerIDTestServer:
             ):
                 return None, "access token has expired"
             return record.grant.person_id, ""
-
-
-def _oauth_error(status: int, error: str, description: str, *headers: tuple[str, str]) -> _Answer:
-    return _Answer.json(status, {"error": error, "error_description": description}, *headers)
