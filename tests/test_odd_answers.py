@@ -1,6 +1,11 @@
-"""Hypothesis sends odd token endpoint answers through the real loopback server:
-every one ends in a valid token or a documented error, nothing is lost, and no
-field of an answer is quoted in an error or a log record."""
+"""Odd and hostile token endpoint answers, sent through the real loopback server:
+every one ends in a valid token or a documented error, nothing is lost (a
+rotated refresh token in an unusable answer is kept), and no field of an answer
+is quoted in an error or a log record.
+
+Hypothesis sends generated answers; named cases follow: numbers no float holds,
+OAuth errors in a 2xx answer, EmpowerID's empty error fields, JSON nested too
+deep to parse, an access token that cannot go in a header."""
 
 from __future__ import annotations
 
@@ -223,6 +228,19 @@ def test_an_expires_in_no_float_holds_keeps_the_rotated_refresh_token(
     assert any("kept the new refresh token" in r.getMessage() for r in eid_logs)
 
 
+def test_a_rotated_refresh_token_in_an_unusable_answer_is_kept(
+    server: EmpowerIDTestServer, auth_factory: AuthFactory
+) -> None:
+    auth = auth_factory()
+    body = b'{"access_token": "x", "expires_in": 0, "refresh_token": "rt-rotated-by-server"}'
+    server.fail_next(FaultSpec(status=200, body=body), count=1)
+    with pytest.raises(InvalidTokenResponseError, match="expires_in"):
+        auth.refresh()
+    with pytest.raises(Exception, match="invalid_grant"):
+        auth.refresh()  # the server never issued that one: it proves which was sent
+    assert server.token_request_log[-1].form["refresh_token"] == "rt-rotated-by-server"
+
+
 _TOKENS = {
     "access_token": "SECRET-access-2xx-error",
     "id_token": "SECRET-id-2xx-error",
@@ -324,3 +342,27 @@ def test_empowerid_success_bodies_with_an_empty_error_are_successes(
     token = auth.refresh()
     assert token.access_token == "at-empowerid"
     assert token.refresh_token == rotated
+
+
+# -- answers no usable token comes from ------------------------------------------------
+
+
+def test_deeply_nested_json_is_an_invalid_token_response(
+    server: EmpowerIDTestServer, auth_factory: AuthFactory
+) -> None:
+    auth = auth_factory()
+    server.fail_next(FaultSpec(status=200, body=b"[" * 100_000), count=1)
+    with pytest.raises(InvalidTokenResponseError, match="not JSON"):
+        auth.refresh()
+
+
+@pytest.mark.parametrize("access_token", ["has space", "new\nline", "ünï", "tab\t"])
+def test_access_token_that_cannot_be_a_header_is_rejected(
+    server: EmpowerIDTestServer, auth_factory: AuthFactory, access_token: str
+) -> None:
+    auth = auth_factory()
+    body = json.dumps({"access_token": access_token, "expires_in": 3600}).encode()
+    server.fail_next(FaultSpec(status=200, body=body), count=1)
+    with pytest.raises(InvalidTokenResponseError, match="HTTP header") as caught:
+        auth.refresh()
+    assert access_token not in str(caught.value)
