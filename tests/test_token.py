@@ -29,7 +29,7 @@ from eid_auth import (
     InvalidTokenResponseError,
     Token,
 )
-from eid_auth.testing import EmpowerIDTestServer
+from eid_auth.testing import EmpowerIDTestServer, FaultSpec
 
 EMPOWERID_ANSWER = {
     "access_token": "at-secret-value",
@@ -235,6 +235,18 @@ def test_any_answer_gives_a_valid_token_or_the_documented_error(answer: dict[str
 def test_any_positive_expires_in_counts_from_the_request(expires_in: float) -> None:
     token = Token.from_response({"access_token": "a", "expires_in": expires_in}, requested_at=50.0)
     assert token.expires_at == pytest.approx(50.0 + expires_in)
+
+
+def test_expires_at_counts_from_when_the_request_was_sent(
+    server: EmpowerIDTestServer, auth_factory: Callable[..., EmpowerIDAuth]
+) -> None:
+    auth = auth_factory()
+    server.fail_next(FaultSpec(status=200, delay=1.0), count=1)  # a slow answer
+    sent_at = time.time()
+    token = auth.refresh()
+    assert token.expires_at is not None
+    # Counting from the answer's arrival would overstate the life by the delay.
+    assert sent_at + 3600 - 0.5 <= token.expires_at <= sent_at + 3600 + 0.5
 
 
 # -- numbers no float can hold ---------------------------------------------------------
