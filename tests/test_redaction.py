@@ -1,7 +1,9 @@
 """Secrets a server echoes back in an error are redacted however it encoded them:
 raw, percent-encoded in either case, JSON-escaped, HTML-escaped, or one inside
-another. The echoes come from a real loopback server; the secrets hold the
-characters that encodings change (``/``, ``+``, ``=``, ``&``, ``?``, a space)."""
+another, and before a long body is cut. The echoes come from a real loopback
+server; the secrets hold the characters that encodings change (``/``, ``+``,
+``=``, ``&``, ``?``, a space). The rest of an answer is shown as text that
+encodes as UTF-8: JSON escapes decoded, a lone surrogate replaced."""
 
 from __future__ import annotations
 
@@ -19,6 +21,8 @@ import pytest
 from eid_auth import EmpowerIDAuth, TokenEndpointError
 from eid_auth._exceptions import redact
 from eid_auth.testing import EmpowerIDTestServer, FaultSpec
+
+AuthFactory = Callable[..., EmpowerIDAuth]
 
 CLIENT_ID = "redaction-client"
 CLIENT_SECRET = "Zm9v/YmFy+c2Vj=cmV0&k?y"
@@ -139,6 +143,31 @@ def test_an_encoded_secret_is_redacted_before_the_body_is_cut(
         assert "[redacted]" in str(caught.value)
 
 
+def test_redaction_survives_cutting_and_form_encoding() -> None:
+    secret = "Zm9v+YmFy/c2VjcmV0="
+    with EmpowerIDTestServer(client_secret=secret) as server:
+        refresh_token = server.issue_grant()["refresh_token"]
+        auth = EmpowerIDAuth(
+            token_endpoint=server.token_endpoint,
+            client_id=server.client_id,
+            client_secret=secret,
+            refresh_token=refresh_token,
+            max_retries=0,
+        )
+        for body in (
+            "<html>" + "x" * 180 + refresh_token + "</html>",
+            "bad request body: client_secret=" + quote_plus(secret),
+        ):
+            server.fail_next(FaultSpec(status=400, body=body.encode()), count=1)
+            with pytest.raises(Exception, match="HTTP 400") as caught:
+                auth.refresh()
+            message = str(caught.value)
+            assert refresh_token[:12] not in message
+            assert quote_plus(secret) not in message
+            assert secret not in message
+        auth.close()
+
+
 def test_a_basic_header_echo_is_redacted(echo_server: EmpowerIDTestServer) -> None:
     basic = base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode()
     auth = EmpowerIDAuth(
@@ -157,6 +186,43 @@ def test_a_basic_header_echo_is_redacted(echo_server: EmpowerIDTestServer) -> No
         assert echo not in str(caught.value)
         assert basic not in str(caught.value)
     auth.close()
+
+
+def test_json_escaped_and_basic_header_echoes_are_redacted() -> None:
+    secret = "Zm9v+YmFy/c2VjcmV0"
+    with EmpowerIDTestServer(client_secret=secret) as server:
+        basic = base64.b64encode(f"{server.client_id}:{secret}".encode()).decode()
+        auth = EmpowerIDAuth(
+            token_endpoint=server.token_endpoint,
+            client_id=server.client_id,
+            client_secret=secret,
+            refresh_token=server.issue_grant()["refresh_token"],
+            client_auth="client_secret_basic",
+            max_retries=0,
+        )
+        escaped = secret.replace("+", "\\u002B")  # as .NET's JSON writer escapes it
+        for body in (
+            '{"error": "invalid_request", "received": "' + escaped + '"}',
+            "<html>bad header Authorization: Basic " + basic + "</html>",
+        ):
+            server.fail_next(FaultSpec(status=400, body=body.encode()), count=1)
+            with pytest.raises(Exception, match="HTTP 400") as caught:
+                auth.refresh()
+            for needle in (secret, escaped, basic):
+                assert needle not in str(caught.value)
+        auth.close()
+
+
+def test_escaped_emoji_in_an_error_stays_encodable(
+    server: EmpowerIDTestServer, auth_factory: AuthFactory
+) -> None:
+    auth = auth_factory(max_retries=0)
+    body = b'{"error": "invalid_request", "message": "bad scope \\ud83d\\ude00 \\ud83d"}'
+    server.fail_next(FaultSpec(status=400, body=body), count=1)
+    with pytest.raises(Exception, match="HTTP 400") as caught:
+        auth.refresh()
+    str(caught.value).encode("utf-8")  # no lone surrogates
+    assert "\U0001f600" in str(caught.value)
 
 
 # -- redact() itself ---------------------------------------------------------------------
