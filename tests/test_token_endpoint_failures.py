@@ -27,7 +27,7 @@ from eid_auth import (
     TokenEndpointUnavailableError,
     TokenResponseTooLargeError,
 )
-from eid_auth._token_endpoint import TokenEndpoint
+from eid_auth._token_endpoint import TokenEndpoint, _parse_retry_after
 from eid_auth.testing import EmpowerIDTestServer, FaultSpec
 
 from .conftest import CLIENT_ID, CLIENT_SECRET, send, wait_for
@@ -123,6 +123,16 @@ def test_retry_after_is_honoured(server: EmpowerIDTestServer, auth_factory: Auth
     auth.refresh()
     first, second = server.token_request_log
     assert second.time - first.time >= 0.45
+
+
+def test_retry_after_http_date_is_utc() -> None:
+    soon = time.time() + 10
+    date = time.strftime("%a, %d %b %Y %H:%M:%S -0000", time.gmtime(soon))
+    delay = _parse_retry_after(date)
+    assert delay is not None
+    assert 5 < delay <= 11
+    assert _parse_retry_after("2") == 2.0
+    assert _parse_retry_after("soon") is None
 
 
 def test_retry_after_too_long_is_not_waited_out(
@@ -593,6 +603,32 @@ def test_refused_connection_names_its_cause(flavour: str) -> None:
     error = _endpoint_error(flavour, url=url)
     assert isinstance(error.__cause__, ConnectionRefusedError)
     _assert_chain_holds_no_request(error)
+
+
+def test_errors_carry_no_chained_exception(flavour: str) -> None:
+    auth = EmpowerIDAuth(
+        token_endpoint="http://127.0.0.1:9/oauth/v2/token",  # discard port: refused
+        client_id=CLIENT_ID,
+        client_secret="chain-secret-value",
+        refresh_token="chain-refresh-token",
+        api_key="chain-api-key",
+        max_retries=0,
+    )
+    with pytest.raises(TokenEndpointUnavailableError) as caught:
+        send(flavour, auth, "GET", "http://127.0.0.1:9/api/x")
+    error: BaseException | None = caught.value
+    # No requests/httpx error in the chain: it would hold the token request,
+    # with the client secret in its body. At most a bare copy of the low-level
+    # cause, with no traceback (whose frames hold the request) and no chain.
+    assert error is not None
+    assert error.__context__ is None
+    cause = error.__cause__
+    assert isinstance(cause, ConnectionRefusedError)  # why it failed, for the caller
+    if cause is not None:
+        assert cause.__traceback__ is None
+        assert cause.__cause__ is None
+        assert cause.__context__ is None
+    auth.close()
 
 
 def test_unresolvable_host_names_its_cause(flavour: str) -> None:
