@@ -1,4 +1,4 @@
-"""The token endpoint client: EmpowerID's refresh grant, sent with bounded retries.
+"""The token endpoint client: any grant EmpowerID offers, sent with bounded retries.
 
 authlib prepares the request (grant parameters, client authentication); this
 module sends it through a ``requests.Session`` or an ``httpx.Client`` and turns
@@ -16,7 +16,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -40,11 +40,11 @@ from ._transport import MAX_RESPONSE_BYTES, HTTPClient, send_token_request
 from ._transport import Answer as _Answer
 from ._transport import Failure as _Failure
 
-__all__ = ["ClientAuthMethod", "HTTPClient", "TokenEndpoint"]
+__all__ = ["ClientAuthMethod", "HTTPClient", "TokenEndpoint", "basic_credentials"]
 
 logger = logging.getLogger("eid_auth")
 
-ClientAuthMethod = Literal["client_secret_post", "client_secret_basic"]
+ClientAuthMethod = Literal["client_secret_post", "client_secret_basic", "none"]
 Adapter = Literal["requests", "httpx"]
 
 API_KEY_HEADER = "X-EmpowerID-API-Key"
@@ -65,14 +65,18 @@ class TokenRequest:
 
 
 class TokenEndpoint:
-    """Sends EmpowerID's refresh grant and parses its answer."""
+    """Sends grants to EmpowerID's token endpoint and parses the answers.
+
+    ``client_secret=None`` makes a public client (``client_auth="none"``): the
+    client ID goes in the form body, as for native and browser applications.
+    """
 
     def __init__(
         self,
         *,
         url: str,
         client_id: str,
-        client_secret: str,
+        client_secret: str | None,
         client_auth: ClientAuthMethod,
         scope: str | None,
         api_key: str | None,
@@ -83,13 +87,12 @@ class TokenEndpoint:
     ) -> None:
         self.url = url
         self.client_id = client_id
-        self._client_auth = ClientAuth(client_id, client_secret, client_auth)
+        self.client_auth: ClientAuthMethod = "none" if client_secret is None else client_auth
+        self._client_auth = ClientAuth(client_id, client_secret, self.client_auth)
         self._client_secret = client_secret
         # What an echoed "Authorization: Basic ..." header would show.
-        self._basic_credentials = tuple(
-            base64.b64encode(f"{client_id}:{client_secret}".encode(enc)).decode()
-            for enc in ("latin-1", "utf-8")
-            if _encodes(f"{client_id}:{client_secret}", enc)
+        self._basic_credentials = (
+            () if client_secret is None else basic_credentials(client_id, client_secret)
         )
         self.scope = scope
         self._api_key = api_key
@@ -114,33 +117,82 @@ class TokenEndpoint:
         )
         return attempts * self.timeout + waits + _REFRESH_MARGIN
 
-    def build_refresh_request(self, refresh_token: str) -> TokenRequest:
-        """Prepare the refresh grant: form body plus client authentication (authlib)."""
-        params: dict[str, str] = {"refresh_token": refresh_token}
-        if self.scope:
-            params["scope"] = self.scope
-        body = prepare_token_request("refresh_token", **params)
-        headers = {
+    def build_request(
+        self,
+        grant_type: str,
+        params: Mapping[str, str | None],
+        headers: Mapping[str, str] | None = None,
+    ) -> TokenRequest:
+        """Prepare a grant: form body plus client authentication (authlib).
+
+        ``None`` parameters are left out; ``headers`` are added to the request
+        (EmpowerID's password grant puts the user's credentials in HTTP Basic).
+        """
+        body = prepare_token_request(
+            grant_type, **{k: v for k, v in params.items() if v is not None}
+        )
+        all_headers = {
             "Content-Type": "application/x-www-form-urlencoded",
             "Accept": "application/json",
             "Cache-Control": "no-cache",
+            **(headers or {}),
         }
         if self._api_key is not None:
-            headers[API_KEY_HEADER] = self._api_key
-        url, headers, body = self._client_auth.prepare("POST", self.url, headers, body)
-        return TokenRequest(url=url, headers=headers, body=body)
+            all_headers[API_KEY_HEADER] = self._api_key
+        url, all_headers, body = self._client_auth.prepare("POST", self.url, all_headers, body)
+        return TokenRequest(url=url, headers=all_headers, body=body)
 
     def refresh(
         self,
         refresh_token: str,
         adapter: Adapter,
         keep_refresh_token: Callable[[str], None] | None = None,
+        *,
+        scope: str | None = None,
     ) -> Token:
-        """Run the refresh grant, retrying transient failures with backoff.
+        """Run the refresh grant (see ``request_token``).
 
         Args:
             refresh_token: the newest refresh token known.
             adapter: which library's client to use when the user gave none.
+            keep_refresh_token: called with a rotated refresh token found in an
+                answer that is otherwise unusable, so it is not lost.
+            scope: narrows the scope; the endpoint's configured scope otherwise.
+        """
+        return self.request_token(
+            "refresh_token",
+            {"refresh_token": refresh_token, "scope": scope or self.scope},
+            adapter,
+            secrets=(refresh_token,),
+            previous_refresh_token=refresh_token,
+            keep_refresh_token=keep_refresh_token,
+        )
+
+    def request_token(
+        self,
+        grant_type: str,
+        params: Mapping[str, str | None],
+        adapter: Adapter,
+        *,
+        secrets: tuple[str | None, ...] = (),
+        headers: Mapping[str, str] | None = None,
+        previous_refresh_token: str | None = None,
+        keep_refresh_token: Callable[[str], None] | None = None,
+    ) -> Token:
+        """Send a grant and return the token it brings, retrying transient failures
+        with backoff.
+
+        Args:
+            grant_type: ``"refresh_token"``, ``"client_credentials"``, ``"password"``,
+                ``"authorization_code"``, or a URN (device code, JWT bearer, token
+                exchange).
+            params: the grant's parameters (``None`` values are left out).
+            adapter: which library's client to use when the user gave none.
+            secrets: values of ``params`` and ``headers`` that must never be
+                quoted (passwords, codes, assertions...); the client secret and
+                API key are always among them.
+            headers: extra headers for the token request.
+            previous_refresh_token: kept when the answer carries no new one.
             keep_refresh_token: called with a rotated refresh token found in an
                 answer that is otherwise unusable, so it is not lost.
 
@@ -155,9 +207,9 @@ class TokenEndpoint:
                 ``ssl.SSLCertVerificationError``, ``TimeoutError``...), without the
                 request it belonged to.
         """
-        request = self.build_refresh_request(refresh_token)
+        request = self.build_request(grant_type, params, headers)
         client = self._client_for(adapter)
-        secrets = (refresh_token, self._client_secret, self._api_key, *self._basic_credentials)
+        secrets = (*secrets, self._client_secret, self._api_key, *self._basic_credentials)
         attempts = self.max_retries + 1
         for attempt in range(1, attempts + 1):
             requested_at = time.time()
@@ -173,7 +225,13 @@ class TokenEndpoint:
                         "a token response is a few kB: is token_endpoint the right URL?"
                     )
                 return self._parse(
-                    answer, requested_at, refresh_token, secrets, attempt, keep_refresh_token
+                    answer,
+                    requested_at,
+                    grant_type,
+                    previous_refresh_token,
+                    secrets,
+                    attempt,
+                    keep_refresh_token,
                 )
             # Errors are raised outside any ``except`` block on purpose: a chained
             # requests/httpx exception would carry the token request, secret included.
@@ -246,7 +304,8 @@ class TokenEndpoint:
         self,
         answer: _Answer,
         requested_at: float,
-        refresh_token: str,
+        grant_type: str,
+        refresh_token: str | None,
         secrets: tuple[str | None, ...],
         attempt: int,
         keep_refresh_token: Callable[[str], None] | None,
@@ -279,7 +338,10 @@ class TokenEndpoint:
                     keep_refresh_token(rotated)
                 raise
             logger.info(
-                "access token refreshed at %s; expires in %s",
+                "%s at %s; expires in %s",
+                "access token refreshed"
+                if grant_type == "refresh_token"
+                else f"access token issued ({_grant_name(grant_type)} grant)",
                 self.url,
                 "an unknown time" if token.expires_at is None else f"{token.expires_in():.0f}s",
             )
@@ -294,6 +356,7 @@ class TokenEndpoint:
             answer.content,
             secrets,
             attempt,
+            grant_type=grant_type,
             kept_refresh_token=kept,
         )
 
@@ -319,6 +382,7 @@ def _token_endpoint_error(
     secrets: tuple[str | None, ...],
     attempt: int,
     *,
+    grant_type: str = "refresh_token",
     kept_refresh_token: bool = False,
 ) -> TokenEndpointError:
     # Any field of the answer may be a new token: only the error code and the
@@ -343,9 +407,18 @@ def _token_endpoint_error(
             if attempt > 1
             else ""
         )
+        if grant_type == "refresh_token":
+            message = (
+                f"the refresh token was rejected (invalid_grant: {detail}); it is expired, "
+                f"revoked or was already used{hint}: the user must sign in again"
+            )
+        else:
+            message = (
+                f"token endpoint {url} refused the {_grant_name(grant_type)} grant "
+                f"(invalid_grant: {detail}){hint}"
+            )
         return InvalidGrantError(
-            f"the refresh token was rejected (invalid_grant: {detail}); it is expired, "
-            f"revoked or was already used{hint}: the user must sign in again",
+            message,
             error=error,
             error_description=description,
             status_code=status,
@@ -366,6 +439,21 @@ def _token_endpoint_error(
         error=error,
         error_description=description,
         status_code=status,
+    )
+
+
+def _grant_name(grant_type: str) -> str:
+    # "urn:ietf:params:oauth:grant-type:device_code" reads as "device_code".
+    return grant_type.rsplit(":", 1)[-1]
+
+
+def basic_credentials(user: str, password: str) -> tuple[str, ...]:
+    """What an echoed ``Authorization: Basic`` header of these would show, for redaction."""
+    pair = f"{user}:{password}"
+    return tuple(
+        base64.b64encode(pair.encode(enc)).decode()
+        for enc in ("latin-1", "utf-8")
+        if _encodes(pair, enc)
     )
 
 
