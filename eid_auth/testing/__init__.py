@@ -20,6 +20,13 @@ Example:
 
 With pytest, the ``empowerid_server`` fixture (from the plugin installed with this package)
 yields a started server with default settings; see `eid_auth.testing.pytest_plugin`.
+
+Where things are: ``_server.py`` is the public `EmpowerIDTestServer`; ``endpoints/`` has one
+module per endpoint it serves (``token``, ``discovery``, ``api``) and the routing table;
+``grants/`` one module per grant of the token endpoint (``refresh_token``) and the table of
+grant types; ``_client_auth.py``, ``_bearer.py`` and ``_id_token.py`` the pieces several
+endpoints share; ``_state.py`` the grants, tokens, counters and logs; ``_faults.py`` the
+injected faults; ``_messages.py`` requests and answers; ``_http.py`` the HTTP server.
 """
 
 from eid_auth.testing._faults import FaultSpec

@@ -19,6 +19,7 @@ __all__ = [
     "Answer",
     "RecordedRequest",
     "json_bytes",
+    "not_found",
     "oauth_error",
     "oauth_form",
 ]
@@ -137,3 +138,8 @@ def oauth_form(request: RecordedRequest) -> dict[str, str] | Answer:
         # RFC 6749, section 3.2: parameters must not be included more than once.
         return oauth_error(400, "invalid_request", f"repeated parameter: {repeated[0]}")
     return dict(pairs)
+
+
+def not_found() -> Answer:
+    """The answer for a path (or method) no endpoint serves."""
+    return Answer.json(404, {"error": "not_found"})

@@ -1,76 +1,31 @@
-"""A loopback HTTP server that imitates EmpowerID's OAuth token endpoint and a protected API.
+"""The public face of the test server: `EmpowerIDTestServer`, its configuration, start and
+stop, and the methods and properties tests use to issue, revoke and expire tokens, queue
+faults and read what the server received.
 
-Everything here is standard library only, so users can run it in their own tests without
-extra dependencies. The server runs in a background thread of the test process; all of its
-state sits behind one lock, so tests may inspect and change it while requests are in flight.
+It delegates the rest: HTTP to `eid_auth.testing._http`, its grants, tokens, counters and
+logs to `eid_auth.testing._state`, and each request to its endpoint in
+`eid_auth.testing.endpoints` (and, at the token endpoint, to its grant in
+`eid_auth.testing.grants`). Everything is standard library only, so users can run it in
+their own tests without extra dependencies.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import hmac
-import secrets
 import threading
-import time
 import uuid
-from collections import deque
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any
-from urllib.parse import parse_qs, unquote_plus, urlsplit
 
-from eid_auth.testing._faults import FaultSpec, fault_answer, wait_out
+from eid_auth.testing import endpoints
+from eid_auth.testing._faults import FaultSpec
 from eid_auth.testing._http import LoopbackHTTPServer
-from eid_auth.testing._messages import (
-    API_KEY_HEADER,
-    Answer,
-    RecordedRequest,
-    json_bytes,
-    oauth_error,
-    oauth_form,
-)
+from eid_auth.testing._id_token import issue_id_token
+from eid_auth.testing._messages import Answer, RecordedRequest
+from eid_auth.testing._state import ServerState, new_refresh_token
+from eid_auth.testing.endpoints import token
 
 __all__ = ["EmpowerIDTestServer", "FaultSpec", "RecordedRequest"]
-
-TOKEN_PATH = "/oauth/v2/token"
-DISCOVERY_PATH = "/oauth/.well-known/openid-configuration"
-API_PREFIX = "/api/"
-
-
-def _is_loopback_url(url: str) -> bool:
-    parts = urlsplit(url)
-    return parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost")
-
-
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _same(a: str, b: str) -> bool:
-    return hmac.compare_digest(a.encode("utf-8"), b.encode("utf-8"))
-
-
-@dataclass
-class _Grant:
-    """One sign-in: a person, a scope, and the chain of refresh tokens it went through."""
-
-    person_id: str
-    scope: str
-    refresh_token: str
-    used_refresh_tokens: set[str] = field(default_factory=set)
-    access_tokens: set[str] = field(default_factory=set)
-    revoked: bool = False
-
-
-@dataclass
-class _AccessToken:
-    grant: _Grant
-    expires_at: float | None  # time.monotonic() deadline; None = never expires
-    revoked: bool = False
-    expired: bool = False  # set by expire_access_tokens()
 
 
 class EmpowerIDTestServer:
@@ -147,22 +102,9 @@ class EmpowerIDTestServer:
         self.on_api_request: Callable[[], object] | None = None
         self.set_cookie_on_401: str | None = None
 
-        self._lock = threading.Lock()
-        self._refresh_index: dict[str, _Grant] = {}  # every refresh token ever issued
-        self._access_index: dict[str, _AccessToken] = {}
-        self._faults: deque[FaultSpec] = deque()
-        self._refresh_grants = 0
-        self._token_requests = 0
-        self._reuse_detected = 0
-        self._api_requests: list[RecordedRequest] = []
-        self._token_request_log: list[RecordedRequest] = []
-        self._handler_errors: list[BaseException] = []
-        self._id_tokens: list[str] = []
-
+        self._state = ServerState()
         self._lifecycle_lock = threading.Lock()
-        self._stopping = threading.Event()
         self._httpd: LoopbackHTTPServer | None = None
-        self._url: str | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -179,11 +121,11 @@ class EmpowerIDTestServer:
             >>> server.stop()
         """
         with self._lifecycle_lock:
-            if self._httpd is not None or self._stopping.is_set():
+            if self._httpd is not None or self._state.stopping.is_set():
                 raise RuntimeError("EmpowerIDTestServer can only be started once")
-            httpd = LoopbackHTTPServer(self._handle, self._record_error)
+            httpd = LoopbackHTTPServer(self._respond, self._state.record_error)
             self._httpd = httpd
-            self._url = f"http://127.0.0.1:{httpd.server_port}"
+            self._state.url = f"http://127.0.0.1:{httpd.server_port}"
             httpd.start()
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -198,8 +140,8 @@ class EmpowerIDTestServer:
             >>> server.stop()  # no-op
         """
         with self._lifecycle_lock:
-            already = self._stopping.is_set()
-            self._stopping.set()
+            already = self._state.stopping.is_set()
+            self._state.stopping.set()
             httpd = self._httpd
         if already or httpd is None:
             return
@@ -218,21 +160,22 @@ class EmpowerIDTestServer:
         self.stop()
 
     def __repr__(self) -> str:
-        return f"EmpowerIDTestServer(url={self._url!r}, client_id={self.client_id!r})"
+        return f"EmpowerIDTestServer(url={self._state.url!r}, client_id={self.client_id!r})"
 
     # -- addresses -----------------------------------------------------------------------
 
     @property
     def url(self) -> str:
         """Base URL, ``"http://127.0.0.1:<port>"``; available once started."""
-        if self._url is None:
+        url = self._state.url
+        if url is None:
             raise RuntimeError("EmpowerIDTestServer has no URL until start() is called")
-        return self._url
+        return url
 
     @property
     def token_endpoint(self) -> str:
         """URL of the token endpoint, ``url + "/oauth/v2/token"``."""
-        return self.url + TOKEN_PATH
+        return self.url + token.PATH
 
     def api_url(self, path: str) -> str:
         """Return the absolute URL of `path` on this server.
@@ -278,19 +221,17 @@ class EmpowerIDTestServer:
             ('Bearer', True)
         """
         lifetime = self.access_token_lifetime if expires_in is None else expires_in
-        with self._lock:
-            grant = _Grant(
-                person_id=person_id or str(uuid.uuid4()),
-                scope=scope,
-                refresh_token=refresh_token or self._new_refresh_token(),
-            )
-            self._refresh_index[grant.refresh_token] = grant
-            access_token = self._new_access_token(grant, lifetime)
+        grant, access_token = self._state.new_grant(
+            person_id=person_id or str(uuid.uuid4()),
+            scope=scope,
+            refresh_token=refresh_token or new_refresh_token(),
+            lifetime=lifetime,
+        )
         answer: dict[str, Any] = {"access_token": access_token, "token_type": "Bearer"}
         if lifetime is not None:
             answer["expires_in"] = lifetime
         answer["refresh_token"] = grant.refresh_token
-        answer["id_token"] = self._id_token(grant, scope)
+        answer["id_token"] = issue_id_token(self, self._state, grant, scope)
         answer["id"] = grant.person_id
         answer["scope"] = scope
         return answer
@@ -307,13 +248,7 @@ class EmpowerIDTestServer:
         Example:
             >>> server.revoke_grant(tokens["refresh_token"])  # doctest: +SKIP
         """
-        with self._lock:
-            grant = self._refresh_index.get(token)
-            if grant is None and token in self._access_index:
-                grant = self._access_index[token].grant
-            if grant is None:
-                raise KeyError("unknown token: not issued by this server")
-            grant.revoked = True
+        self._state.revoke_grant(token)
 
     def revoke_access_token(self, access_token: str) -> None:
         """Revoke one access token; the grant and its refresh token stay valid.
@@ -324,11 +259,7 @@ class EmpowerIDTestServer:
         Example:
             >>> server.revoke_access_token(tokens["access_token"])  # doctest: +SKIP
         """
-        with self._lock:
-            record = self._access_index.get(access_token)
-            if record is None:
-                raise KeyError("unknown access token: not issued by this server")
-            record.revoked = True
+        self._state.revoke_access_token(access_token)
 
     def expire_access_tokens(self) -> None:
         """Make every access token issued so far count as expired (the API answers 401).
@@ -338,9 +269,7 @@ class EmpowerIDTestServer:
         Example:
             >>> server.expire_access_tokens()  # doctest: +SKIP
         """
-        with self._lock:
-            for record in self._access_index.values():
-                record.expired = True
+        self._state.expire_access_tokens()
 
     def fail_next(self, fault: FaultSpec, count: int = 1) -> None:
         """Queue `fault` for each of the next `count` token endpoint requests.
@@ -352,46 +281,45 @@ class EmpowerIDTestServer:
         """
         if count < 0:
             raise ValueError(f"count must be >= 0, not {count}")
-        with self._lock:
-            self._faults.extend([fault] * count)
+        self._state.queue_faults(fault, count)
 
     # -- observation ---------------------------------------------------------------------
 
     @property
     def refresh_grants(self) -> int:
         """Number of successful ``refresh_token`` grants served."""
-        with self._lock:
-            return self._refresh_grants
+        with self._state.lock:
+            return self._state.refresh_grants
 
     @property
     def token_requests(self) -> int:
         """Number of POSTs to the token endpoint, failed and faulted ones included."""
-        with self._lock:
-            return self._token_requests
+        with self._state.lock:
+            return self._state.token_requests
 
     @property
     def reuse_detected(self) -> int:
         """Number of times a retired (rotated-away) refresh token was presented."""
-        with self._lock:
-            return self._reuse_detected
+        with self._state.lock:
+            return self._state.reuse_detected
 
     @property
     def api_requests(self) -> list[RecordedRequest]:
         """Copy of the requests to ``/api/...``, in arrival order (401s included)."""
-        with self._lock:
-            return list(self._api_requests)
+        with self._state.lock:
+            return list(self._state.api_requests)
 
     @property
     def token_request_log(self) -> list[RecordedRequest]:
         """Copy of the POSTs to the token endpoint, in arrival order."""
-        with self._lock:
-            return list(self._token_request_log)
+        with self._state.lock:
+            return list(self._state.token_request_log)
 
     @property
     def handler_errors(self) -> list[BaseException]:
         """Unexpected exceptions raised while handling requests (answered with 500)."""
-        with self._lock:
-            return list(self._handler_errors)
+        with self._state.lock:
+            return list(self._state.handler_errors)
 
     @property
     def issued_secrets(self) -> frozenset[str]:
@@ -401,8 +329,7 @@ class EmpowerIDTestServer:
         Example:
             >>> assert not any(s in caplog.text for s in server.issued_secrets)  # doctest: +SKIP
         """
-        with self._lock:
-            found = {*self._refresh_index, *self._access_index, *self._id_tokens}
+        found = self._state.issued_tokens()
         found.add(self.client_secret)
         if self.api_key:
             found.add(self.api_key)
@@ -410,8 +337,7 @@ class EmpowerIDTestServer:
 
     def clear_faults(self) -> None:
         """Drop the faults still queued by `fail_next` (the end of an outage, say)."""
-        with self._lock:
-            self._faults.clear()
+        self._state.clear_faults()
 
     def reset_counters(self) -> None:
         """Zero the counters and clear the request logs; tokens and queued faults remain.
@@ -421,295 +347,9 @@ class EmpowerIDTestServer:
             >>> server.token_requests  # doctest: +SKIP
             0
         """
-        with self._lock:
-            self._refresh_grants = 0
-            self._token_requests = 0
-            self._reuse_detected = 0
-            self._api_requests.clear()
-            self._token_request_log.clear()
+        self._state.reset_counters()
 
-    # -- internals (the lock must be held where noted) -----------------------------------
+    # -- internals ---------------------------------------------------------------------
 
-    def _record_error(self, exc: BaseException) -> None:
-        with self._lock:
-            self._handler_errors.append(exc)
-
-    def _new_refresh_token(self) -> str:
-        return "rt_" + secrets.token_urlsafe(32)
-
-    def _new_access_token(self, grant: _Grant, lifetime: int | None) -> str:
-        # Lock held.
-        token = "at_" + secrets.token_urlsafe(32)
-        expires_at = None if lifetime is None else time.monotonic() + lifetime
-        self._access_index[token] = _AccessToken(grant=grant, expires_at=expires_at)
-        grant.access_tokens.add(token)
-        return token
-
-    def _id_token(self, grant: _Grant, scope: str) -> str | None:
-        """An HS256 JWT signed with the client secret, as OIDC allows for confidential clients."""
-        if "openid" not in scope.split():
-            return None
-        now = int(time.time())
-        header = {"alg": "HS256", "typ": "JWT"}
-        claims = {
-            "iss": self._url_or_blank() + "/oauth",
-            "sub": grant.person_id,
-            "aud": self.client_id,
-            "iat": now,
-            "exp": now + (self.access_token_lifetime or 3600),
-        }
-        signing_input = f"{_b64url(json_bytes(header))}.{_b64url(json_bytes(claims))}"
-        signature = hmac.new(
-            self.client_secret.encode("utf-8"), signing_input.encode("ascii"), hashlib.sha256
-        ).digest()
-        id_token = f"{signing_input}.{_b64url(signature)}"
-        self._id_tokens.append(id_token)
-        return id_token
-
-    def _url_or_blank(self) -> str:
-        return self._url or ""
-
-    def _api_key_ok(self, record: RecordedRequest) -> bool:
-        if self.api_key is None:
-            return True
-        presented = record.header(API_KEY_HEADER)
-        return presented is not None and _same(presented, self.api_key)
-
-    def _handle(self, record: RecordedRequest) -> Answer | None:
-        path = urlsplit(record.path).path
-        if path == TOKEN_PATH:
-            return self._handle_token(record)
-        if path.startswith(API_PREFIX):
-            return self._handle_api(record, path)
-        if path == DISCOVERY_PATH and record.method in ("GET", "HEAD"):
-            return Answer.json(200, self._discovery_document())
-        return Answer.json(404, {"error": "not_found"})
-
-    def _discovery_document(self) -> dict[str, Any]:
-        base = self.url
-        return {
-            "issuer": base + "/oauth",
-            "authorization_endpoint": base + "/oauth/v2/ui/authorize",
-            "token_endpoint": base + TOKEN_PATH,
-            "tokeninfo_endpoint": base + "/oauth/v2/tokeninfo",
-            "tokenrevoke_endpoint": base + "/oauth/v2/token/revoke",
-            "userinfo_endpoint": base + "/oauth/v2/userinfo",
-            "grant_types_supported": ["refresh_token"],
-            "response_types_supported": ["code"],
-            "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
-        }
-
-    # -- token endpoint ------------------------------------------------------------------
-
-    def _handle_token(self, record: RecordedRequest) -> Answer | None:
-        if record.method != "POST":
-            return Answer.json(
-                405,
-                {"error": "invalid_request", "error_description": "use POST"},
-                ("Allow", "POST"),
-            )
-        with self._lock:
-            self._token_requests += 1
-            self._token_request_log.append(record)
-            fault = self._faults.popleft() if self._faults else None
-        if fault is not None:
-            if wait_out(fault, self._stopping):  # outside the lock
-                return None
-            if not fault.serves_normally:
-                return fault_answer(fault)
-        answer = self._token_answer(record)
-        answer.headers += [("Cache-Control", "no-store"), ("Pragma", "no-cache")]
-        return answer
-
-    def _token_answer(self, record: RecordedRequest) -> Answer:
-        if not self._api_key_ok(record):
-            return Answer.json(
-                401,
-                {
-                    "error": "invalid_request",
-                    "error_description": f"missing or wrong {API_KEY_HEADER}",
-                },
-            )
-        form = oauth_form(record)
-        if isinstance(form, Answer):
-            return form
-
-        client_error = self._authenticate_client(record, form)
-        if client_error is not None:
-            return client_error
-
-        grant_type = form.get("grant_type")
-        if not grant_type:
-            return oauth_error(400, "invalid_request", "missing grant_type")
-        if grant_type != "refresh_token":
-            return oauth_error(
-                400, "unsupported_grant_type", f"grant_type {grant_type!r} is not supported"
-            )
-        presented = form.get("refresh_token")
-        if not presented:
-            return oauth_error(400, "invalid_request", "missing refresh_token")
-        return self._refresh(presented, form.get("scope"))
-
-    def _authenticate_client(
-        self, record: RecordedRequest, form: Mapping[str, str]
-    ) -> Answer | None:
-        authorization = record.header("Authorization")
-        if authorization is not None and authorization[:6].lower() == "basic ":
-            if "client_secret" in form:
-                # RFC 6749, section 2.3: a client must not use more than one method.
-                return oauth_error(
-                    400, "invalid_request", "use either client_secret_basic or client_secret_post"
-                )
-            challenge = ("WWW-Authenticate", 'Basic realm="EmpowerID"')
-            try:
-                decoded = base64.b64decode(authorization[6:].strip(), validate=True).decode(
-                    "utf-8"
-                )
-            except (binascii.Error, UnicodeDecodeError):
-                return oauth_error(401, "invalid_client", "malformed Basic credentials", challenge)
-            raw_id, sep, raw_secret = decoded.partition(":")
-            if not sep:
-                return oauth_error(401, "invalid_client", "malformed Basic credentials", challenge)
-            # RFC 6749 says id and secret are form-urlencoded inside Basic; many clients
-            # send them raw. Accept either.
-            candidates = {(raw_id, raw_secret), (unquote_plus(raw_id), unquote_plus(raw_secret))}
-            if not any(self._client_ok(cid, sec) for cid, sec in candidates):
-                return oauth_error(
-                    401, "invalid_client", "client authentication failed", challenge
-                )
-            body_id = form.get("client_id")
-            if body_id is not None and body_id not in {cid for cid, _ in candidates}:
-                return oauth_error(
-                    401, "invalid_client", "client_id differs from Basic credentials", challenge
-                )
-            return None
-        client_id = form.get("client_id")
-        client_secret = form.get("client_secret")
-        if client_id is None or client_secret is None:
-            return oauth_error(401, "invalid_client", "missing client credentials")
-        if not self._client_ok(client_id, client_secret):
-            return oauth_error(401, "invalid_client", "client authentication failed")
-        return None
-
-    def _client_ok(self, client_id: str, client_secret: str) -> bool:
-        return _same(client_id, self.client_id) and _same(client_secret, self.client_secret)
-
-    def _refresh(self, presented: str, requested_scope: str | None) -> Answer:
-        with self._lock:
-            grant = self._refresh_index.get(presented)
-            if grant is None:
-                return oauth_error(400, "invalid_grant", "unknown refresh token")
-            if presented != grant.refresh_token:
-                self._reuse_detected += 1
-                if self.reuse_detection:
-                    # Someone replayed a retired token: assume theft, kill the whole grant.
-                    grant.revoked = True
-                return oauth_error(400, "invalid_grant", "refresh token has already been used")
-            if grant.revoked:
-                return oauth_error(400, "invalid_grant", "refresh token has been revoked")
-            scope = grant.scope
-            if requested_scope:
-                if not set(requested_scope.split()) <= set(grant.scope.split()):
-                    return oauth_error(400, "invalid_scope", "scope exceeds the granted scope")
-                scope = requested_scope
-            access_token = self._new_access_token(grant, self.access_token_lifetime)
-            if self.rotate_refresh_tokens:
-                grant.used_refresh_tokens.add(grant.refresh_token)
-                grant.refresh_token = self._new_refresh_token()
-                self._refresh_index[grant.refresh_token] = grant
-            self._refresh_grants += 1
-            refresh_token = grant.refresh_token
-            person_id = grant.person_id
-        # Field order as in EmpowerID's documented answer.
-        answer: dict[str, Any] = {"access_token": access_token, "token_type": "Bearer"}
-        if self.access_token_lifetime is not None:
-            answer["expires_in"] = self.access_token_lifetime
-        if self.return_refresh_token:
-            answer["refresh_token"] = refresh_token
-        answer["id_token"] = self._id_token(grant, scope)
-        answer["id"] = person_id
-        if self.include_empty_error_fields:
-            answer["error"] = ""
-            answer["error_description"] = "null"
-        return Answer.json(200, answer)
-
-    # -- protected API -------------------------------------------------------------------
-
-    def _handle_api(self, record: RecordedRequest, path: str) -> Answer:
-        with self._lock:
-            self._api_requests.append(record)
-        hook = self.on_api_request
-        if hook is not None:
-            hook()  # outside the lock: the hook may well call back into this server
-        if not self._api_key_ok(record):
-            return Answer.json(
-                401,
-                {
-                    "error": "invalid_request",
-                    "error_description": f"missing or wrong {API_KEY_HEADER}: API key required",
-                },
-            )
-        person_id, problem = self._check_bearer(record.header("Authorization"))
-        if person_id is None:
-            cookie = self.set_cookie_on_401
-            return Answer.json(
-                401,
-                {"error": "invalid_token", "error_description": problem},
-                ("WWW-Authenticate", 'Bearer error="invalid_token"'),
-                *((("Set-Cookie", f"{cookie}; Path=/"),) if cookie else ()),
-            )
-        if path == "/api/forbidden":
-            return Answer.json(
-                403, {"error": "forbidden", "error_description": "not allowed for this person"}
-            )
-        if path == "/api/redirect":
-            targets = parse_qs(urlsplit(record.path).query).get("to", [])
-            target = targets[0] if targets else ""
-            # A path on this server, or another loopback server (cross-origin
-            # tests); a test server must not bounce clients anywhere else.
-            if _is_loopback_url(target):
-                location = target
-            elif not target.startswith("/") or target.startswith("//") or "\\" in target:
-                return Answer.json(
-                    400,
-                    {
-                        "error": "invalid_request",
-                        "error_description": "to must be a path or a loopback URL",
-                    },
-                )
-            else:
-                location = self.url + target
-            return Answer.json(302, {"location": location}, ("Location", location))
-        return Answer.json(
-            200,
-            {
-                "ok": True,
-                "method": record.method,
-                "path": record.path,
-                "body": record.body.decode("latin-1"),
-                "id": person_id,
-                "content_type": record.header("Content-Type"),
-            },
-        )
-
-    def _check_bearer(self, authorization: str | None) -> tuple[str | None, str]:
-        """Return (person GUID, "") for a usable access token, else (None, reason)."""
-        if authorization is None:
-            return None, "missing access token"
-        scheme, _, token = authorization.strip().partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
-            return None, "missing access token"
-        if self.reject_all_access_tokens:
-            return None, "access token rejected"
-        with self._lock:
-            record = self._access_index.get(token)
-            if record is None:
-                return None, "unknown access token"
-            if record.revoked or record.grant.revoked:
-                return None, "access token has been revoked"
-            if record.expired or (
-                record.expires_at is not None and time.monotonic() >= record.expires_at
-            ):
-                return None, "access token has expired"
-            return record.grant.person_id, ""
+    def _respond(self, request: RecordedRequest) -> Answer | None:
+        return endpoints.respond(self, self._state, request)
