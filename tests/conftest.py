@@ -15,7 +15,8 @@ import httpx
 import pytest
 import requests
 
-from eid_auth import EmpowerIDAuth
+from eid_auth import EmpowerIDAuth, Token
+from eid_auth.stores import StoredToken
 from eid_auth.testing import EmpowerIDTestServer
 
 from .redis_server import redis_url as _redis_url
@@ -126,6 +127,18 @@ def make_auth(server: EmpowerIDTestServer, **kwargs: Any) -> EmpowerIDAuth:
         token_endpoint=server.token_endpoint,
         client_id=CLIENT_ID,
         client_secret=CLIENT_SECRET,
+        **kwargs,
+    )
+
+
+def stored_record(generation: int = 1, **kwargs: Any) -> StoredToken:
+    """A store's record for this client: a token valid until 2033, refresh token ``rt``."""
+    kwargs.setdefault("token", Token(access_token="at", refresh_token="rt", expires_at=2e9))
+    kwargs.setdefault("refresh_token", "rt")
+    return StoredToken(
+        client_id=CLIENT_ID,
+        token_endpoint="http://127.0.0.1:1/oauth/v2/token",
+        generation=generation,
         **kwargs,
     )
 
