@@ -3,29 +3,23 @@
 from __future__ import annotations
 
 import inspect
-import ipaddress
-import math
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, get_args
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Any
 
-import httpx
-import requests
-
+from ._config import check_number, token_endpoint_url
+from ._config import token_endpoint as token_endpoint_config
 from ._exceptions import ConfigurationError
 from ._httpx_adapter import HTTPXAdapter
 from ._refresh import RefreshCoordinator
 from ._requests_adapter import RequestsAdapter
 from ._token import Token
-from ._token_endpoint import ClientAuthMethod, HTTPClient, TokenEndpoint
+from ._token_endpoint import ClientAuthMethod, HTTPClient
 from .stores import MemoryTokenStore, TokenStore
 
 if TYPE_CHECKING:
     from typing_extensions import Self  # typing.Self is Python 3.11+
 
 __all__ = ["EmpowerIDAuth"]
-
-TOKEN_PATH = "/oauth/v2/token"
 
 
 class EmpowerIDAuth(RequestsAdapter, HTTPXAdapter):
@@ -107,46 +101,26 @@ class EmpowerIDAuth(RequestsAdapter, HTTPXAdapter):
         token_client: HTTPClient | None = None,
         store: TokenStore | None = None,
     ) -> None:
-        url = _token_endpoint_url(token_endpoint, server)
-        for name, value in (("client_id", client_id), ("client_secret", client_secret)):
-            if not isinstance(value, str) or not value:
-                raise ConfigurationError(f"{name} must be a non-empty string")
-        if client_auth not in get_args(ClientAuthMethod):
-            raise ConfigurationError(
-                f"client_auth must be 'client_secret_post' or 'client_secret_basic', "
-                f"not {client_auth!r}"
-            )
-        if api_key is not None and (
-            not isinstance(api_key, str) or not api_key or not _is_header_safe(api_key)
-        ):
-            raise ConfigurationError(
-                "api_key must be a non-empty string of printable ASCII characters, or None"
-            )
-        if client_auth == "client_secret_basic" and not all(
-            _is_latin1(v) for v in (client_id, client_secret)
-        ):
-            raise ConfigurationError(
-                "client_secret_basic needs client_id and client_secret in Latin-1 characters "
-                "(HTTP Basic); use client_auth='client_secret_post' for others"
-            )
-        _check_number("leeway", leeway, minimum=0.0)
-        _check_number("timeout", timeout, minimum=0.001)
-        _check_number("backoff_factor", backoff_factor, minimum=0.0)
-        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
-            raise ConfigurationError("max_retries must be an int >= 0")
+        endpoint = token_endpoint_config(
+            url=token_endpoint_url(token_endpoint, server),
+            client_id=client_id,
+            client_secret=client_secret,
+            client_auth=client_auth,
+            scope=scope,
+            api_key=api_key,
+            timeout=timeout,
+            max_retries=max_retries,
+            backoff_factor=backoff_factor,
+            token_client=token_client,
+            secret_required=True,
+        )
+        check_number("leeway", leeway, minimum=0.0)
         if on_refresh is not None and not callable(on_refresh):
             raise ConfigurationError("on_refresh must be callable or None")
         if inspect.iscoroutinefunction(on_refresh):
             raise ConfigurationError(
                 "on_refresh must be a plain function: it runs on the refreshing thread, "
                 "where nothing would await a coroutine"
-            )
-        if token_client is not None and not isinstance(
-            token_client, (requests.Session, httpx.Client)
-        ):
-            raise ConfigurationError(
-                "token_client must be a requests.Session or an httpx.Client (token requests "
-                f"run on a thread of their own), not {type(token_client).__name__}"
             )
         if store is not None and not isinstance(store, TokenStore):
             raise ConfigurationError(
@@ -158,18 +132,7 @@ class EmpowerIDAuth(RequestsAdapter, HTTPXAdapter):
         )
 
         self._api_key = api_key
-        self._endpoint = TokenEndpoint(
-            url=url,
-            client_id=client_id,
-            client_secret=client_secret,
-            client_auth=client_auth,
-            scope=scope,
-            api_key=api_key,
-            timeout=float(timeout),
-            max_retries=max_retries,
-            backoff_factor=float(backoff_factor),
-            token_client=token_client,
-        )
+        self._endpoint = endpoint
         self._client_auth = client_auth
         self._store = MemoryTokenStore() if store is None else store
         self._coordinator = RefreshCoordinator(
@@ -255,93 +218,6 @@ class EmpowerIDAuth(RequestsAdapter, HTTPXAdapter):
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
-
-
-def _token_endpoint_url(token_endpoint: str | None, server: str | None) -> str:
-    if (token_endpoint is None) == (server is None):
-        raise ConfigurationError(
-            "give exactly one of token_endpoint='https://host/oauth/v2/token' or "
-            "server='https://host'"
-        )
-    if server is not None:
-        if not isinstance(server, str):
-            raise ConfigurationError("server must be a URL string like 'https://host'")
-        if "oauth" in urlsplit(server).path.lower().split("/"):
-            # "https://host/oauth/v2/token" would become ".../oauth/v2/token/oauth/v2/token".
-            raise ConfigurationError(
-                f"server must be the EmpowerID base URL (like 'https://host'), not an OAuth "
-                f"endpoint: {server!r} has '/oauth' in its path. For the token endpoint's "
-                "own URL, use token_endpoint= instead"
-            )
-        url = server.rstrip("/") + TOKEN_PATH
-    else:
-        assert token_endpoint is not None
-        if not isinstance(token_endpoint, str):
-            raise ConfigurationError("token_endpoint must be a URL string")
-        url = token_endpoint
-    name = "server" if server is not None else "token_endpoint"
-    if not url.isprintable() or any(c.isspace() for c in url):
-        # A newline or space in a URL is a pasting accident, and HTTP libraries
-        # refuse it only when the first request is sent.
-        raise ConfigurationError(
-            f"{name} has a space or control character (a newline?) in it: {url!r}"
-        )
-    parts = urlsplit(url)
-    if server is not None and (parts.query or parts.fragment):
-        raise ConfigurationError(
-            "server must be a base URL like 'https://host' (no query or fragment); "
-            "use token_endpoint= for a full URL"
-        )
-    if parts.fragment:
-        raise ConfigurationError("the token endpoint URL must not have a #fragment")
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise ConfigurationError(f"token endpoint {url!r} is not an http(s) URL with a host")
-    try:
-        _ = parts.port  # "host:abc" or a port past 65535 raises here
-        parts.hostname.encode("idna")
-    except (ValueError, UnicodeError):
-        raise ConfigurationError(
-            f"token endpoint {url!r} has an invalid host name or port"
-        ) from None
-    if parts.username is not None or parts.password is not None:
-        raise ConfigurationError("the token endpoint URL must not carry credentials")
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
-        raise ConfigurationError(
-            f"token endpoint {url!r} must use https: the client secret and tokens would "
-            "travel in clear text (plain http is allowed only for loopback hosts)"
-        )
-    return url
-
-
-def _is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _is_header_safe(value: str) -> bool:
-    return value.isascii() and value.isprintable()
-
-
-def _is_latin1(value: str) -> bool:
-    try:
-        value.encode("latin-1")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _check_number(name: str, value: object, *, minimum: float) -> None:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or value < minimum
-    ):
-        raise ConfigurationError(f"{name} must be a finite number >= {minimum:g}")
 
 
 def _initial_token(
