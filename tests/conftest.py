@@ -4,7 +4,9 @@ request through each of the three clients (requests, httpx, httpx async)."""
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
+import pickle
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -141,6 +143,15 @@ def stored_record(generation: int = 1, **kwargs: Any) -> StoredToken:
         generation=generation,
         **kwargs,
     )
+
+
+def copies(value: Any) -> list[Any]:
+    """``value`` through pickle (every protocol), ``copy.copy`` and ``copy.deepcopy``."""
+    pickled = [
+        pickle.loads(pickle.dumps(value, protocol))  # noqa: S301 - our own bytes
+        for protocol in range(pickle.HIGHEST_PROTOCOL + 1)
+    ]
+    return [*pickled, copy.copy(value), copy.deepcopy(value)]
 
 
 @pytest.fixture

@@ -1,17 +1,13 @@
 """The Token model and the validation of token endpoint answers, including
-hypothesis-generated odd answers; tokens and errors through pickle and copy."""
+hypothesis-generated odd answers; tokens through pickle and copy. (Errors
+through pickle, copy and worker processes: test_errors.py.)"""
 
 from __future__ import annotations
 
-import concurrent.futures
-import contextlib
 import copy
 import dataclasses
-import inspect
 import json
 import math
-import multiprocessing
-import pickle
 import time
 from collections.abc import Callable
 from typing import Any
@@ -20,16 +16,15 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-import eid_auth
 from eid_auth import (
     ConfigurationError,
     EmpowerIDAuth,
-    EmpowerIDAuthError,
-    InvalidGrantError,
     InvalidTokenResponseError,
     Token,
 )
 from eid_auth.testing import EmpowerIDTestServer, FaultSpec
+
+from .conftest import copies
 
 EMPOWERID_ANSWER = {
     "access_token": "at-secret-value",
@@ -332,17 +327,9 @@ def test_a_saved_token_with_a_huge_expires_in_is_still_used(
 TOKEN_SECRETS = ("at-secret-value", "rt-secret-value", "idt-secret")
 
 
-def _copies(value: Any) -> list[Any]:
-    pickled = [
-        pickle.loads(pickle.dumps(value, protocol))  # noqa: S301 - our own bytes
-        for protocol in range(pickle.HIGHEST_PROTOCOL + 1)
-    ]
-    return [*pickled, copy.copy(value), copy.deepcopy(value)]
-
-
 def test_token_survives_pickle_and_copy_and_still_hides_its_secrets() -> None:
     token = Token.from_response({**EMPOWERID_ANSWER, "id_token": "idt-secret"}, requested_at=9.5)
-    for again in [*_copies(token), dataclasses.replace(token)]:
+    for again in [*copies(token), dataclasses.replace(token)]:
         assert again == token
         assert type(again.raw) is type(token.raw)
         assert dict(again.raw) == dict(token.raw)
@@ -383,101 +370,3 @@ def test_raw_fields_are_read_only_and_show_no_values() -> None:
     assert "'refresh_token'" in repr(token.raw)
     with pytest.raises(ConfigurationError, match="raw"):
         Token(access_token="a", raw=["not", "a", "mapping"])  # type: ignore[arg-type]
-
-
-_EXAMPLE_ARGUMENTS = {
-    "error": "invalid_grant",
-    "error_description": "the grant is gone",
-    "status_code": 400,
-    "attempts": 3,
-}
-
-
-def _public_errors() -> list[type[EmpowerIDAuthError]]:
-    return [
-        value
-        for value in vars(eid_auth).values()
-        if isinstance(value, type) and issubclass(value, EmpowerIDAuthError)
-    ]
-
-
-def _example(cls: type[EmpowerIDAuthError]) -> EmpowerIDAuthError:
-    try:
-        parameters = inspect.signature(cls).parameters
-    except ValueError:  # Exception's own __init__: a message only
-        parameters = {}  # type: ignore[assignment]
-    keywords = {
-        name: _EXAMPLE_ARGUMENTS[name]
-        for name, parameter in parameters.items()
-        if parameter.kind is inspect.Parameter.KEYWORD_ONLY
-    }
-    return cls("what went wrong", **keywords)
-
-
-def test_every_public_error_is_known_to_the_round_trip_test() -> None:
-    assert {cls.__name__ for cls in _public_errors()} >= {
-        "ConfigurationError",
-        "EmpowerIDAuthError",
-        "InvalidClientError",
-        "InvalidGrantError",
-        "InvalidTokenResponseError",
-        "MissingRefreshTokenError",
-        "TokenEndpointError",
-        "TokenEndpointUnavailableError",
-        "TokenStoreError",
-    }
-
-
-@pytest.mark.parametrize("cls", _public_errors(), ids=lambda cls: cls.__name__)
-def test_every_public_error_survives_pickle_and_copy(cls: type[EmpowerIDAuthError]) -> None:
-    error = _example(cls)
-    error.extra = "set by the application"  # type: ignore[attr-defined]
-    for again in _copies(error):
-        assert type(again) is cls
-        assert again is not error
-        assert str(again) == str(error)
-        assert again.args == error.args
-        assert vars(again) == vars(error)
-
-
-def _refresh_in_a_worker(
-    token_endpoint: str, client_id: str, client_secret: str, refresh_token: str, twice: bool
-) -> None:
-    auth = EmpowerIDAuth(
-        token_endpoint=token_endpoint,
-        client_id=client_id,
-        client_secret=client_secret,
-        refresh_token=refresh_token,
-        max_retries=0,
-    )
-    try:
-        if twice:  # the second refusal comes from memory, without a request
-            with contextlib.suppress(InvalidGrantError):
-                auth.refresh()
-        auth.refresh()
-    finally:
-        auth.close()
-
-
-@pytest.mark.parametrize("twice", [False, True], ids=["refused", "remembered"])
-def test_invalid_grant_in_a_worker_process_arrives_whole(
-    server: EmpowerIDTestServer, twice: bool
-) -> None:
-    refresh_token = server.issue_grant()["refresh_token"]
-    server.revoke_grant(refresh_token)
-    context = multiprocessing.get_context("spawn")  # no fork of a threaded process
-    with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
-        future = pool.submit(
-            _refresh_in_a_worker,
-            server.token_endpoint,
-            server.client_id,
-            server.client_secret,
-            refresh_token,
-            twice,
-        )
-        with pytest.raises(InvalidGrantError) as caught:
-            future.result(timeout=60)
-        assert pool.submit(len, "pool still works").result(timeout=60) == 16
-    assert caught.value.error == "invalid_grant"
-    assert caught.value.status_code == 400
-    assert "invalid_grant" in str(caught.value)
