@@ -13,6 +13,8 @@ Example:
 import logging
 
 from ._auth import EmpowerIDAuth
+from ._client import EmpowerIDClient
+from ._discovery import ServerMetadata
 from ._exceptions import (
     ConfigurationError,
     EmpowerIDAuthError,
@@ -36,10 +38,12 @@ __all__ = [
     "ConfigurationError",
     "EmpowerIDAuth",
     "EmpowerIDAuthError",
+    "EmpowerIDClient",
     "InvalidClientError",
     "InvalidGrantError",
     "InvalidTokenResponseError",
     "MissingRefreshTokenError",
+    "ServerMetadata",
     "Token",
     "TokenEndpointError",
     "TokenEndpointUnavailableError",

@@ -122,11 +122,13 @@ class TokenEndpoint:
         grant_type: str,
         params: Mapping[str, str | None],
         headers: Mapping[str, str] | None = None,
+        client_auth: ClientAuthMethod | None = None,
     ) -> TokenRequest:
         """Prepare a grant: form body plus client authentication (authlib).
 
         ``None`` parameters are left out; ``headers`` are added to the request
-        (EmpowerID's password grant puts the user's credentials in HTTP Basic).
+        (EmpowerID's password grant puts the user's credentials in HTTP Basic, so
+        the client's go in the body: ``client_auth="client_secret_post"``).
         """
         body = prepare_token_request(
             grant_type, **{k: v for k, v in params.items() if v is not None}
@@ -139,7 +141,10 @@ class TokenEndpoint:
         }
         if self._api_key is not None:
             all_headers[API_KEY_HEADER] = self._api_key
-        url, all_headers, body = self._client_auth.prepare("POST", self.url, all_headers, body)
+        auth = self._client_auth
+        if client_auth is not None and client_auth != self.client_auth and self._client_secret:
+            auth = ClientAuth(self.client_id, self._client_secret, client_auth)
+        url, all_headers, body = auth.prepare("POST", self.url, all_headers, body)
         return TokenRequest(url=url, headers=all_headers, body=body)
 
     def refresh(
@@ -176,6 +181,7 @@ class TokenEndpoint:
         *,
         secrets: tuple[str | None, ...] = (),
         headers: Mapping[str, str] | None = None,
+        client_auth: ClientAuthMethod | None = None,
         previous_refresh_token: str | None = None,
         keep_refresh_token: Callable[[str], None] | None = None,
     ) -> Token:
@@ -192,6 +198,8 @@ class TokenEndpoint:
                 quoted (passwords, codes, assertions...); the client secret and
                 API key are always among them.
             headers: extra headers for the token request.
+            client_auth: how the client authenticates for this grant, when it
+                must differ from the configured way (a public client has none).
             previous_refresh_token: kept when the answer carries no new one.
             keep_refresh_token: called with a rotated refresh token found in an
                 answer that is otherwise unusable, so it is not lost.
@@ -207,7 +215,7 @@ class TokenEndpoint:
                 ``ssl.SSLCertVerificationError``, ``TimeoutError``...), without the
                 request it belonged to.
         """
-        request = self.build_request(grant_type, params, headers)
+        request = self.build_request(grant_type, params, headers, client_auth)
         client = self._client_for(adapter)
         secrets = (*secrets, self._client_secret, self._api_key, *self._basic_credentials)
         attempts = self.max_retries + 1

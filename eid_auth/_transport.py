@@ -74,16 +74,22 @@ class _NoAuth(requests.auth.AuthBase):
 
 
 def send_token_request(
-    client: HTTPClient, url: str, headers: dict[str, str], body: bytes, timeout: float
+    client: HTTPClient,
+    url: str,
+    headers: dict[str, str],
+    body: bytes | None,
+    timeout: float,
+    method: str = "POST",
 ) -> Answer | Failure:
-    """POST ``body`` to ``url`` and read the answer, all within ``timeout`` seconds.
+    """POST ``body`` to ``url`` (or send another ``method``: the discovery document
+    and userinfo are GETs) and read the answer, all within ``timeout`` seconds.
 
     At the deadline the attempt is abandoned: its thread may still hold a
     connection until the server stops sending, and a token the server issues
     then is lost, as with any timeout.
     """
     attempt = _Attempt(
-        client, url, {**headers, "Accept-Encoding": _ACCEPT_ENCODING}, body, timeout
+        client, method, url, {**headers, "Accept-Encoding": _ACCEPT_ENCODING}, body, timeout
     )
     try:
         threading.Thread(target=attempt.run, name="eid_auth-token-request", daemon=True).start()
@@ -104,9 +110,16 @@ class _Attempt:
     """One token request on a thread of its own, and the caller's wait for it."""
 
     def __init__(
-        self, client: HTTPClient, url: str, headers: dict[str, str], body: bytes, timeout: float
+        self,
+        client: HTTPClient,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        body: bytes | None,
+        timeout: float,
     ) -> None:
         self._client = client
+        self._method = method
         self._url = url
         self._headers = headers
         self._body = body
@@ -175,7 +188,8 @@ class _Attempt:
 
     def _send(self) -> Answer:
         if isinstance(self._client, requests.Session):
-            r = self._client.post(
+            r = self._client.request(
+                self._method,
                 self._url,
                 data=self._body,
                 headers=self._headers,
@@ -191,7 +205,11 @@ class _Attempt:
             finally:
                 r.close()  # without reading the rest: the connection is dropped
         request = self._client.build_request(
-            "POST", self._url, content=self._body, headers=self._headers, timeout=self._timeout
+            self._method,
+            self._url,
+            content=self._body,
+            headers=self._headers,
+            timeout=self._timeout,
         )
         response = self._client.send(
             request,

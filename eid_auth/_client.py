@@ -1,0 +1,311 @@
+"""``EmpowerIDClient``: one object for an EmpowerID server's OAuth endpoints.
+
+It holds the client's settings (the same keywords as ``EmpowerIDAuth``), reads
+the server's discovery document once, and runs each grant EmpowerID offers,
+returning a ``Token``. Sign-in flows that need a person (browser, device) and
+the endpoints around a token's life build on it.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Literal
+
+import httpx
+
+from ._config import TOKEN_PATH, endpoint_url, server_base_url
+from ._config import token_endpoint as token_endpoint_config
+from ._discovery import ServerMetadata, discover
+from ._exceptions import ConfigurationError
+from ._token import Token
+from ._token_endpoint import API_KEY_HEADER, ClientAuthMethod, HTTPClient, basic_credentials
+
+__all__ = ["EmpowerIDClient"]
+
+JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
+
+
+class EmpowerIDClient:
+    """An EmpowerID server's OAuth endpoints, for one OAuth application (client).
+
+    Args:
+        server: the server's base URL, ``"https://eid.example.com"``: its
+            discovery document (``/oauth/.well-known/openid-configuration``) is
+            read the first time an endpoint other than the token endpoint is
+            needed, and EmpowerID's default paths fill what it does not list.
+        token_endpoint: instead of ``server``: the token endpoint's URL. The
+            other endpoints are then found under the same base when the URL ends
+            in ``/oauth/v2/token``, and must be given otherwise.
+        client_id: the OAuth application's client ID.
+        client_secret: its secret; ``None`` for a public client (a native or
+            browser application), which sends only its client ID.
+        client_auth, api_key, timeout, max_retries, backoff_factor, token_client:
+            as for ``EmpowerIDAuth``; they apply to every request this client
+            makes. ``token_client`` also reads the discovery document.
+        issuer: the ``iss`` expected in ID tokens. EmpowerID's default is the
+            string ``"EmpowerID"`` while its discovery document may say
+            ``"https://<server>"``; by default either is accepted.
+        authorization_endpoint, device_authorization_endpoint,
+        introspection_endpoint, revocation_endpoint, userinfo_endpoint,
+        end_session_endpoint, jwks_uri: endpoints given explicitly; they win over
+            the discovery document.
+
+    Raises:
+        ConfigurationError: when the arguments cannot work; the message says why.
+
+    Example:
+        >>> eid = EmpowerIDClient(
+        ...     server="https://eid.example.com", client_id="my-app", client_secret="s3cret"
+        ... )
+        >>> eid.token_endpoint
+        'https://eid.example.com/oauth/v2/token'
+        >>> token = eid.client_credentials(scope="api")  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        *,
+        server: str | None = None,
+        token_endpoint: str | None = None,
+        client_id: str,
+        client_secret: str | None = None,
+        client_auth: ClientAuthMethod = "client_secret_post",
+        api_key: str | None = None,
+        timeout: float = 30.0,
+        max_retries: int = 2,
+        backoff_factor: float = 0.5,
+        token_client: HTTPClient | None = None,
+        issuer: str | None = None,
+        authorization_endpoint: str | None = None,
+        device_authorization_endpoint: str | None = None,
+        introspection_endpoint: str | None = None,
+        revocation_endpoint: str | None = None,
+        userinfo_endpoint: str | None = None,
+        end_session_endpoint: str | None = None,
+        jwks_uri: str | None = None,
+    ) -> None:
+        if (token_endpoint is None) == (server is None):
+            raise ConfigurationError(
+                "give exactly one of server='https://host' or "
+                "token_endpoint='https://host/oauth/v2/token'"
+            )
+        if server is not None:
+            base: str | None = server_base_url(server)
+            url = f"{base}{TOKEN_PATH}"
+        else:
+            url = endpoint_url("token_endpoint", token_endpoint)
+            base = url[: -len(TOKEN_PATH)] if url.endswith(TOKEN_PATH) else None
+        if issuer is not None and (not isinstance(issuer, str) or not issuer):
+            raise ConfigurationError("issuer must be a non-empty string or None")
+        self._endpoint = token_endpoint_config(
+            url=url,
+            client_id=client_id,
+            client_secret=client_secret,
+            client_auth=client_auth,
+            scope=None,
+            api_key=api_key,
+            timeout=timeout,
+            max_retries=max_retries,
+            backoff_factor=backoff_factor,
+            token_client=token_client,
+            secret_required=False,
+        )
+        self._base_url = base
+        self._api_key = api_key
+        self._token_client = token_client
+        self.issuer = issuer
+        self._explicit = {
+            "authorization_endpoint": authorization_endpoint,
+            "device_authorization_endpoint": device_authorization_endpoint,
+            "introspection_endpoint": introspection_endpoint,
+            "revocation_endpoint": revocation_endpoint,
+            "userinfo_endpoint": userinfo_endpoint,
+            "end_session_endpoint": end_session_endpoint,
+            "jwks_uri": jwks_uri,
+        }
+        for name, value in self._explicit.items():
+            if value is not None:
+                endpoint_url(name, value)
+        self._metadata: ServerMetadata | None = None
+        self._metadata_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return (
+            f"EmpowerIDClient(token_endpoint={self.token_endpoint!r}, "
+            f"client_id={self.client_id!r}, client_auth={self._endpoint.client_auth!r})"
+        )
+
+    @property
+    def client_id(self) -> str:
+        """The OAuth application's client ID."""
+        return self._endpoint.client_id
+
+    @property
+    def token_endpoint(self) -> str:
+        """The token endpoint every grant is sent to."""
+        return self._endpoint.url
+
+    @property
+    def metadata(self) -> ServerMetadata:
+        """Where the server's endpoints are: its discovery document (read once, on
+        first use, and cached), EmpowerID's default paths for what it does not
+        list, and the endpoints given to this client, which win."""
+        metadata = self._metadata
+        if metadata is not None:
+            return metadata
+        with self._metadata_lock:
+            if self._metadata is None:
+                self._metadata = self._discover().with_endpoints(
+                    token_endpoint=self.token_endpoint, **self._explicit
+                )
+            return self._metadata
+
+    # -- grants that need no person ------------------------------------------
+
+    def client_credentials(self, scope: str | None = None, username: str | None = None) -> Token:
+        """Run the client credentials grant: a token for the application itself.
+
+        Args:
+            scope: the scope to ask for.
+            username: EmpowerID's extension: the token is issued for this person
+                (the application needs "Enable Client Credential Flow").
+
+        Example:
+            >>> token = eid.client_credentials(scope="api")  # doctest: +SKIP
+        """
+        return self._endpoint.request_token(
+            "client_credentials", {"scope": scope, "username": username}, "httpx"
+        )
+
+    def password(
+        self,
+        username: str,
+        password: str,
+        scope: str | None = None,
+        *,
+        user_credentials: Literal["basic", "body"] = "basic",
+    ) -> Token:
+        """Run the resource owner password grant (RFC 9700 says not to use it:
+        prefer ``login_in_browser`` or ``login_with_device`` where a person is at hand).
+
+        Args:
+            username, password: the person's credentials.
+            scope: the scope to ask for.
+            user_credentials: ``"basic"`` (EmpowerID's form: the person's
+                credentials in HTTP Basic, the client's in the form body) or
+                ``"body"`` (RFC 6749's form: ``username`` and ``password`` in the
+                body, the client authenticating as configured).
+
+        Example:
+            >>> token = eid.password("jdoe", "correct horse", scope="openid")  # doctest: +SKIP
+        """
+        for name, value in (("username", username), ("password", password)):
+            if not isinstance(value, str) or not value:
+                raise ConfigurationError(f"{name} must be a non-empty string")
+        secrets = (password, *basic_credentials(username, password))
+        if user_credentials == "body":
+            return self._endpoint.request_token(
+                "password",
+                {"username": username, "password": password, "scope": scope},
+                "httpx",
+                secrets=secrets,
+            )
+        if user_credentials != "basic":
+            raise ConfigurationError(
+                f"user_credentials must be 'basic' or 'body', not {user_credentials!r}"
+            )
+        # Latin-1 where it fits, as requests and httpx encode Basic; else UTF-8.
+        basic = basic_credentials(username, password)[0]
+        return self._endpoint.request_token(
+            "password",
+            {"scope": scope},
+            "httpx",
+            secrets=secrets,
+            headers={"Authorization": f"Basic {basic}"},
+            client_auth="client_secret_post",
+        )
+
+    def jwt_bearer(self, assertion: str, scope: str) -> Token:
+        """Run the JWT bearer grant (RFC 7523): a signed JWT ``assertion`` for a token.
+
+        Example:
+            >>> token = eid.jwt_bearer(signed_jwt, scope="api")  # doctest: +SKIP
+        """
+        _check_text("assertion", assertion)
+        _check_text("scope", scope)
+        return self._endpoint.request_token(
+            JWT_BEARER, {"assertion": assertion, "scope": scope}, "httpx", secrets=(assertion,)
+        )
+
+    def refresh(self, refresh_token: str, scope: str | None = None) -> Token:
+        """Run the refresh grant once. ``EmpowerIDAuth`` does this for you, once
+        per expiry however many callers there are; use this in scripts.
+
+        Example:
+            >>> token = eid.refresh(saved_refresh_token)  # doctest: +SKIP
+        """
+        _check_text("refresh_token", refresh_token)
+        return self._endpoint.refresh(refresh_token, "httpx", scope=scope)
+
+    def token_exchange(self, subject_token: str, subject_token_type: str, scope: str) -> Token:
+        """Run the token exchange grant (RFC 8693): another issuer's token (an
+        Azure one, in EmpowerID's documentation) for an EmpowerID token.
+
+        Example:
+            >>> token = eid.token_exchange(  # doctest: +SKIP
+            ...     azure_token, "urn:ietf:params:oauth:token-type:access_token", scope="api"
+            ... )
+        """
+        _check_text("subject_token", subject_token)
+        _check_text("subject_token_type", subject_token_type)
+        _check_text("scope", scope)
+        return self._endpoint.request_token(
+            TOKEN_EXCHANGE,
+            {
+                "subject_token": subject_token,
+                "subject_token_type": subject_token_type,
+                "scope": scope,
+            },
+            "httpx",
+            secrets=(subject_token,),
+            # EmpowerID documents client credentials in HTTP Basic here.
+            client_auth="client_secret_basic",
+        )
+
+    def close(self) -> None:
+        """Close the HTTP clients this object created (never ``token_client``)."""
+        self._endpoint.close()
+
+    def __enter__(self) -> EmpowerIDClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- internals --------------------------------------------------------------
+
+    def _discover(self) -> ServerMetadata:
+        if self._base_url is None:
+            missing = [name for name, url in self._explicit.items() if url is None]
+            if missing:
+                # Without a base URL there is neither a document nor default paths.
+                raise ConfigurationError(
+                    f"token_endpoint {self.token_endpoint!r} does not end in {TOKEN_PATH}, "
+                    f"so the server's other endpoints cannot be found: give server= "
+                    f"instead, or {', '.join(f'{name}=' for name in missing)}"
+                )
+            return ServerMetadata.defaults(self.token_endpoint)
+        headers = {} if self._api_key is None else {API_KEY_HEADER: self._api_key}
+        client = self._token_client
+        if client is None:
+            with httpx.Client() as own:
+                return discover(
+                    self._base_url, own, timeout=self._endpoint.timeout, headers=headers
+                )
+        return discover(self._base_url, client, timeout=self._endpoint.timeout, headers=headers)
+
+
+def _check_text(name: str, value: object) -> None:
+    if not isinstance(value, str) or not value:
+        raise ConfigurationError(f"{name} must be a non-empty string")
