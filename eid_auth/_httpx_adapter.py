@@ -4,18 +4,22 @@ Token requests are never yielded from these flows: a yielded request and its
 answer would land in ``response.history`` and pass through the user's event
 hooks, exposing the client secret and the new tokens.
 
-Redirect hops that httpx follows by itself never reach the flow; the request
-event hook of ``httpx_event_hooks()`` sees each of them before it is sent.
+Redirect hops that httpx follows by itself never reach the flow. With an API
+key, the flow gives each request httpcore's ``trace`` extension (wrapping the
+caller's own, if any); httpx copies extensions onto every hop it builds, and
+httpcore calls the trace right before a hop's headers are written, which is
+where the key is taken off a hop to another origin.
 """
 
 from __future__ import annotations
 
 import weakref
 from collections.abc import AsyncGenerator, Callable, Generator
+from typing import Any
 
 import httpx
 
-from ._bearer import RedirectChain, carried, same_origin, sign
+from ._bearer import RedirectChain, carried, sign
 from ._exceptions import ConfigurationError
 from ._refresh import RefreshCoordinator
 from ._token import Token
@@ -24,43 +28,83 @@ from ._token_endpoint import API_KEY_HEADER
 __all__ = ["HTTPXAdapter"]
 
 # httpx copies a request's extensions onto each redirect hop it builds, so the
-# hop, the event hook and a later ``client.send(response.next_request)`` all
-# find the chain the hop belongs to.
+# hop, its trace and a later ``client.send(response.next_request)`` all find
+# the chain the hop belongs to.
 _CHAIN = "eid_auth.redirect_chain"
+# httpcore's event right before it writes a request's headers (HTTP/1.1, HTTP/2).
+_SENDING_HEADERS = frozenset(
+    {"http11.send_request_headers.started", "http2.send_request_headers.started"}
+)
+# Set by the trace on the extensions of each hop it guarded: the id() of that
+# very dict, as httpx hands a copy of it (mark included) to the next hop.
+_GUARDED = "eid_auth.guarded"
+_API_KEY = API_KEY_HEADER.lower().encode("ascii")
 
 
 class _Chain(RedirectChain):
-    """A redirect chain as httpx sends it."""
+    """A redirect chain as httpx sends it, and the ``trace`` that guards its hops."""
 
-    __slots__ = ("first_request", "guarded")
+    __slots__ = ("first_request", "token", "user_trace")
 
-    def __init__(self, request: httpx.Request) -> None:
+    def __init__(self, request: httpx.Request, user_trace: Callable[..., Any] | None) -> None:
         super().__init__(request.url)
         # Weak, as the request holds the chain; sending it again starts a new chain.
         self.first_request = weakref.ref(request)
-        self.guarded = False  # the event hook ran on a request of this chain
+        self.token: Token | None = None  # the token the flow signed with
+        self.user_trace = user_trace  # the caller's own trace extension
+
+    def trace(self, name: str, info: dict[str, Any]) -> Any:
+        """httpcore's ``trace`` extension for ``httpx.Client``."""
+        if name in _SENDING_HEADERS:
+            self._guard(info["request"])
+        if self.user_trace is not None:
+            return self.user_trace(name, info)
+        return None
+
+    async def atrace(self, name: str, info: dict[str, Any]) -> None:
+        """httpcore's ``trace`` extension for ``httpx.AsyncClient``."""
+        if name in _SENDING_HEADERS:
+            self._guard(info["request"])
+        if self.user_trace is not None:
+            await self.user_trace(name, info)
+
+    def _guard(self, request: Any) -> None:
+        """Take the API key (and our Bearer token) off an ``httpcore.Request``
+        bound for another origin, before its headers are written."""
+        extensions = request.extensions
+        first = self.first_request()
+        if first is not None and extensions is first.extensions:
+            return  # the first request: on the chain's origin by definition
+        if request.method == b"CONNECT":
+            return  # opens a tunnel through a proxy; none of our headers go with it
+        extensions[_GUARDED] = id(extensions)
+        if not self.may_carry_api_key(_url_of(request)):
+            request.headers = _without_credentials(request.headers, self.token)
 
 
-class _Done:
-    """What the hook returns: ``AsyncClient`` awaits it, ``Client`` ignores it."""
+def _url_of(request: Any) -> str:
+    """The URL an ``httpcore.Request`` is bound for."""
+    url = request.url
+    target: bytes = url.target
+    if not target.startswith(b"/"):
+        # Absolute form: sent to a forwarding proxy, the target is the real URL.
+        return target.decode("ascii", "replace")
+    host = url.host.decode("ascii", "replace")
+    if ":" in host:
+        host = f"[{host}]"  # an IPv6 address
+    port = "" if url.port is None else f":{url.port}"
+    return f"{url.scheme.decode('ascii', 'replace')}://{host}{port}/"
 
-    __slots__ = ()
 
-    def __await__(self) -> Generator[None, None, None]:
-        yield from ()
-
-
-_DONE = _Done()
-
-
-def _drop_api_key_off_origin(request: httpx.Request) -> _Done:
-    """The request event hook of ``httpx_event_hooks()``; httpx runs it before every hop."""
-    chain = request.extensions.get(_CHAIN)
-    if isinstance(chain, _Chain):
-        chain.guarded = True
-        if not chain.may_carry_api_key(str(request.url)):
-            request.headers.pop(API_KEY_HEADER, None)
-    return _DONE
+def _without_credentials(
+    headers: list[tuple[bytes, bytes]], token: Token | None
+) -> list[tuple[bytes, bytes]]:
+    bearer = None if token is None else f"Bearer {token.access_token}".encode()
+    return [
+        (name, value)
+        for name, value in headers
+        if name.lower() != _API_KEY and not (name.lower() == b"authorization" and value == bearer)
+    ]
 
 
 def _replayable(request: httpx.Request) -> bool:
@@ -79,101 +123,116 @@ class HTTPXAdapter(httpx.Auth):
     _coordinator: RefreshCoordinator
     _api_key: str | None
 
-    def httpx_event_hooks(self) -> dict[str, list[Callable[[httpx.Request], object]]]:
-        """Event hooks for an httpx client that follows redirects, sync or async.
-
-        httpx builds redirect hops itself and copies every header but
-        ``Authorization`` onto them, wherever the server points; the auth flow
-        sees none of them. The request hook returned here runs before each hop
-        and drops ``X-EmpowerID-API-Key`` from a hop that leaves the first
-        request's origin, and from every hop after it. With ``api_key=``, a
-        client that follows a redirect without these hooks gets a
-        ``ConfigurationError``.
-
-        Example:
-            >>> client = httpx.Client(
-            ...     auth=auth, follow_redirects=True, event_hooks=auth.httpx_event_hooks()
-            ... )
-            >>> hooks = auth.httpx_event_hooks()  # with hooks of your own:
-            >>> hooks["response"] = [log_response]
-            >>> client = httpx.AsyncClient(auth=auth, follow_redirects=True, event_hooks=hooks)
-        """
-        return {"request": [_drop_api_key_off_origin]}
-
     def sync_auth_flow(
         self, request: httpx.Request
     ) -> Generator[httpx.Request, httpx.Response, None]:
-        chain = self._chain_of(request)
+        """Sign the request for ``httpx.Client``; on a 401, refresh and re-send it once.
+
+        httpx calls this itself; redirect hops to another origin go without the API key.
+        """
+        chain = self._chain_of(request, is_async=False)
         if chain is None:
             yield request
             return
         token = self._coordinator.token_for_request("httpx")
         sign(request.headers, token, self._api_key)
+        chain.token = token
         response = yield request
-        self._check_followed_redirects(response, chain)
+        self._check_hops(response, chain)
         if not self._should_retry(response, token):
             return
         response.read()  # frees the pooled connection before waiting for a refresh
         response.close()
         token = self._coordinator.replace(token, "httpx")
-        response = yield self._resend(response, token)
+        response = yield self._resend(response, token, chain)
         if response.status_code == 401 and carried(response.request.headers, token):
             self._coordinator.resend_rejected(token)  # the API rejects fresh tokens too
-        self._check_followed_redirects(response, chain)
+        self._check_hops(response, chain)
 
     async def async_auth_flow(
         self, request: httpx.Request
     ) -> AsyncGenerator[httpx.Request, httpx.Response]:
-        chain = self._chain_of(request)
+        """Like ``sync_auth_flow``, for ``httpx.AsyncClient``; waits for a refresh
+        without blocking the event loop."""
+        chain = self._chain_of(request, is_async=True)
         if chain is None:
             yield request
             return
         token = await self._coordinator.token_for_request_async()
         sign(request.headers, token, self._api_key)
+        chain.token = token
         response = yield request
-        self._check_followed_redirects(response, chain)
+        self._check_hops(response, chain)
         if not self._should_retry(response, token):
             return
         await response.aread()
         await response.aclose()
         token = await self._coordinator.replace_async(token)
-        response = yield self._resend(response, token)
+        response = yield self._resend(response, token, chain)
         if response.status_code == 401 and carried(response.request.headers, token):
             self._coordinator.resend_rejected(token)  # the API rejects fresh tokens too
-        self._check_followed_redirects(response, chain)
+        self._check_hops(response, chain)
 
-    def _chain_of(self, request: httpx.Request) -> _Chain | None:
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        """Unused by httpx, which calls ``sync_auth_flow`` or ``async_auth_flow``; the same
+        as ``sync_auth_flow`` for code that drives an ``httpx.Auth`` by hand."""
+        return self.sync_auth_flow(request)
+
+    def _chain_of(self, request: httpx.Request, *, is_async: bool) -> _Chain | None:
         """The chain ``request`` starts or continues; None for a hop sent by hand
         (``response.next_request``) that may not carry our credentials."""
-        chain = request.extensions.get(_CHAIN)
+        extensions = request.extensions
+        chain = extensions.get(_CHAIN)
         if not isinstance(chain, _Chain) or chain.first_request() is request:
-            chain = _Chain(request)
-            request.extensions = {**request.extensions, _CHAIN: chain}
+            trace = extensions.get("trace")
+            if trace is not None and isinstance(getattr(trace, "__self__", None), _Chain):
+                trace = trace.__self__.user_trace  # sent again: wrap the caller's trace only
+            chain = _Chain(request, trace)
+            if self._api_key is None:
+                # httpx itself drops Authorization from hops to another origin.
+                request.extensions = {**extensions, _CHAIN: chain}
+            else:
+                guard = chain.atrace if is_async else chain.trace
+                request.extensions = {**extensions, _CHAIN: chain, "trace": guard}
             return chain
-        if chain.may_carry_api_key(str(request.url)):
-            return chain
-        # httpx dropped Authorization from this hop; nothing of ours goes with it.
-        request.headers.pop(API_KEY_HEADER, None)
-        return None
+        if not chain.may_carry_api_key(str(request.url)):
+            # httpx dropped Authorization from this hop; nothing of ours goes with it.
+            request.headers.pop(API_KEY_HEADER, None)
+            return None
+        if self._api_key is not None:
+            # A hop built by one client and sent by hand through the other kind
+            # (or a trace of the caller's set on the hop) needs the matching guard.
+            guard = chain.atrace if is_async else chain.trace
+            trace = extensions.get("trace")
+            if trace != guard:
+                if trace is not None and getattr(trace, "__self__", None) is not chain:
+                    chain.user_trace = trace
+                request.extensions = {**extensions, "trace": guard}
+        return chain
 
-    def _check_followed_redirects(self, response: httpx.Response, chain: _Chain) -> None:
-        """Fail loudly when the client followed redirects without ``httpx_event_hooks()``:
-        it copied the API key onto every hop, to any origin."""
-        if self._api_key is None or chain.guarded:
+    def _check_hops(self, response: httpx.Response, chain: _Chain) -> None:
+        """After a followed redirect: record that the trace took the API key off
+        hops to another origin, and fail loudly where it could not."""
+        if self._api_key is None or not response.history:
             return
-        if not any(hop.has_redirect_location for hop in response.history):
-            return
-        sent = [hop.request for hop in response.history] + [response.request]
-        reached = [
-            f"{r.url.scheme}://{r.url.netloc.decode('ascii')}"
-            for r in sent
-            if API_KEY_HEADER in r.headers and not same_origin(chain.first_url, str(r.url))
-        ]
-        raise ConfigurationError(
-            "this httpx client follows redirects with api_key= set"
-            + (f" (this redirect sent the API key to {reached[0]})" if reached else "")
-            + ": create it with event_hooks=auth.httpx_event_hooks()"
-        )
+        rule = RedirectChain(chain.first_url)
+        for hop in (*response.history, response):
+            request = hop.request
+            if API_KEY_HEADER not in request.headers or rule.may_carry_api_key(str(request.url)):
+                continue
+            if request.extensions.get(_GUARDED) == id(request.extensions):
+                # httpx's record of the hop (response.history) shows what went out.
+                del request.headers[API_KEY_HEADER]
+                continue
+            origin = f"{request.url.scheme}://{request.url.netloc.decode('ascii')}"
+            raise ConfigurationError(
+                f"the API key went to {origin}: this httpx client followed a redirect "
+                "there through a transport that is not httpcore's (a custom or mock "
+                "transport), which runs no trace extension, so the key could not be "
+                "taken off the hop. With such a transport, use follow_redirects=False "
+                "and send response.next_request yourself: hops to another origin then "
+                "go without the key"
+            )
 
     def _should_retry(self, response: httpx.Response, token: Token) -> bool:
         coordinator = self._coordinator
@@ -184,11 +243,12 @@ class HTTPXAdapter(httpx.Auth):
             and coordinator.retry_after_401(token)
         )
 
-    def _resend(self, response: httpx.Response, token: Token) -> httpx.Request:
+    def _resend(self, response: httpx.Response, token: Token, chain: _Chain) -> httpx.Request:
         # Re-send the hop that got the 401, not the whole redirect chain: the
         # first hop (a POST, say) already succeeded.
         request = response.request
         sign(request.headers, token, self._api_key)
+        chain.token = token
         if response.cookies:
             # Cookies set by the 401 (session affinity, say) go with the re-send.
             httpx.Cookies(response.cookies).set_cookie_header(request)

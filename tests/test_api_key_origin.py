@@ -4,12 +4,16 @@ Origin A is the package's loopback EmpowerID server; origin B is a small server
 of these tests on another port that records what it received and redirects
 wherever it is asked to. Each test checks what each origin received, for every
 path a request can take: the first send, the re-send after a 401, the redirects
-of either, hops sent by hand, and a hop back from B to A.
+of either, hops sent by hand, and a hop back from B to A. httpx clients get no
+setup of any kind: the flow's httpcore ``trace`` extension guards the hops httpx
+follows by itself, through a forwarding proxy too, and a transport that is not
+httpcore's is refused once a hop went out unguarded.
 """
 
 from __future__ import annotations
 
 import asyncio
+import http.client
 import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -41,7 +45,8 @@ class _Recorder(ThreadingHTTPServer):
 
 
 class _RecordingHandler(BaseHTTPRequestHandler):
-    """Records each request; ``/redirect?to=<url>`` answers 302, anything else 200."""
+    """Records each request; ``/redirect?to=<url>`` answers 302, so does
+    ``/flip?to=<url>`` (to ``/landing`` after its first time); anything else 200."""
 
     server: _Recorder
 
@@ -50,9 +55,13 @@ class _RecordingHandler(BaseHTTPRequestHandler):
         self.rfile.read(length)
         self.server.received.append((self.path, {k.lower(): v for k, v in self.headers.items()}))
         parts = urlsplit(self.path)
-        if parts.path == "/redirect":
+        flips = sum(path.startswith("/flip") for path, _ in self.server.received)
+        if parts.path == "/redirect" or (parts.path == "/flip" and flips == 1):
             self.send_response(302)
             self.send_header("Location", parse_qs(parts.query)["to"][0])
+        elif parts.path == "/flip":
+            self.send_response(302)
+            self.send_header("Location", "/landing")
         else:
             self.send_response(200)
         self.send_header("Content-Length", "2")
@@ -81,31 +90,18 @@ def _redirect(server: EmpowerIDTestServer, to: str) -> str:
     return server.api_url("/api/redirect?to=" + quote(to, safe=""))
 
 
-def _get(
-    flavour: str,
-    auth: EmpowerIDAuth,
-    url: str,
-    *,
-    follow: bool = True,
-    guarded: bool = True,
-) -> int:
-    """GET ``url`` with ``auth`` through ``flavour``; httpx clients get
-    ``auth.httpx_event_hooks()`` unless ``guarded`` is False."""
+def _get(flavour: str, auth: EmpowerIDAuth, url: str, *, follow: bool = True) -> int:
+    """GET ``url`` with ``auth`` through ``flavour``, with no other setup."""
     if flavour == "requests":
         with requests.Session() as session:
             session.auth = auth
             return session.get(url, timeout=10, allow_redirects=follow).status_code
-    hooks = auth.httpx_event_hooks() if guarded else {}
     if flavour == "httpx":
-        with httpx.Client(
-            auth=auth, timeout=10, follow_redirects=follow, event_hooks=hooks
-        ) as client:
+        with httpx.Client(auth=auth, timeout=10, follow_redirects=follow) as client:
             return client.get(url).status_code
 
     async def go() -> int:
-        async with httpx.AsyncClient(
-            auth=auth, timeout=10, follow_redirects=follow, event_hooks=hooks
-        ) as client:
+        async with httpx.AsyncClient(auth=auth, timeout=10, follow_redirects=follow) as client:
             return (await client.get(url)).status_code
 
     return asyncio.run(go())
@@ -247,9 +243,7 @@ def test_a_request_sent_again_after_its_redirect_left_the_origin_is_signed_again
     """The chain belongs to one send: sending the same request again (a retry
     library, say) starts a new one."""
     auth = auth_factory(api_key=API_KEY)
-    with httpx.Client(
-        auth=auth, timeout=10, follow_redirects=True, event_hooks=auth.httpx_event_hooks()
-    ) as client:
+    with httpx.Client(auth=auth, timeout=10, follow_redirects=True) as client:
         request = client.build_request("GET", _redirect(server, origin_b.url("/landing")))
         client.send(request)
         client.send(request)
@@ -258,38 +252,264 @@ def test_a_request_sent_again_after_its_redirect_left_the_origin_is_signed_again
     _assert_b_got_nothing_of_ours(origin_b, hops=2)
 
 
+def _hops_to(flavour: str, auth: EmpowerIDAuth, url: str, **client: Any) -> httpx.Response:
+    """GET ``url`` with an httpx client of ``flavour`` that follows redirects."""
+    if flavour == "httpx":
+        with httpx.Client(auth=auth, timeout=10, follow_redirects=True, **client) as c:
+            return c.get(url)
+
+    async def go() -> httpx.Response:
+        async with httpx.AsyncClient(auth=auth, timeout=10, follow_redirects=True, **client) as c:
+            return await c.get(url)
+
+    return asyncio.run(go())
+
+
 @pytest.mark.parametrize("flavour", ["httpx", "httpx_async"])
-def test_an_httpx_client_following_redirects_without_the_hooks_is_refused(
+def test_httpx_history_shows_each_hop_as_it_was_sent(
     server: EmpowerIDTestServer, auth_factory: AuthFactory, origin_b: _Recorder, flavour: str
 ) -> None:
     auth = auth_factory(api_key=API_KEY)
-    assert _get(flavour, auth, server.api_url("/api/x"), guarded=False) == 200
-    with pytest.raises(ConfigurationError, match=r"event_hooks=auth\.httpx_event_hooks\(\)$"):
-        _get(flavour, auth, _redirect(server, "/api/landing"), guarded=False)
-    # httpx gives the auth no moment before a hop it follows by itself: the
-    # error then says where the key went.
-    with pytest.raises(
-        ConfigurationError, match="sent the API key to " + origin_b.url("")
-    ) as caught:
-        _get(flavour, auth, _redirect(server, origin_b.url("/landing")), guarded=False)
-    assert API_KEY not in str(caught.value)
-    # Not following redirects, the flow sees every hop: no hooks needed.
-    assert _get(flavour, auth, _redirect(server, "/api/x"), follow=False, guarded=False) == 302
-
-
-@pytest.mark.parametrize("flavour", ["httpx", "httpx_async"])
-def test_without_an_api_key_no_hooks_are_needed(
-    server: EmpowerIDTestServer, auth_factory: AuthFactory, origin_b: _Recorder, flavour: str
-) -> None:
-    auth = auth_factory()
-    assert _get(flavour, auth, _redirect(server, "/api/landing"), guarded=False) == 200
-    assert _get(flavour, auth, _redirect(server, origin_b.url("/x")), guarded=False) == 200
+    back = server.api_url("/api/landing")
+    # A -> A -> B -> A
+    url = _redirect(server, "/api/redirect?to=" + quote(origin_b.url("/redirect?to=" + back)))
+    response = _hops_to(flavour, auth, url)
+    sent = [hop.request for hop in [*response.history, response]]
+    assert [r.headers.get(KEY_HEADER) for r in sent] == [API_KEY, API_KEY, None, None]
+    assert [r.header(KEY_HEADER) for r in server.api_requests] == [API_KEY, API_KEY, None]
     _assert_b_got_nothing_of_ours(origin_b)
 
 
-def test_the_hooks_returned_are_fresh_lists_to_extend(auth_factory: AuthFactory) -> None:
-    auth = auth_factory()
-    hooks = auth.httpx_event_hooks()
-    hooks["request"].append(print)
-    assert len(auth.httpx_event_hooks()["request"]) == 1
-    assert set(hooks) == {"request"}
+def test_the_callers_trace_extension_sees_each_hop_as_it_goes_out(
+    server: EmpowerIDTestServer, auth_factory: AuthFactory, origin_b: _Recorder
+) -> None:
+    auth = auth_factory(api_key=API_KEY)
+    url = _redirect(server, origin_b.url("/landing"))
+    seen: list[tuple[str, dict[bytes, bytes]]] = []
+
+    def trace(name: str, info: dict[str, Any]) -> None:
+        if name == "http11.send_request_headers.started":
+            request = info["request"]
+            seen.append((request.url.target.decode(), dict(request.headers)))
+        else:
+            seen.append((name, {}))
+
+    async def atrace(name: str, info: dict[str, Any]) -> None:
+        trace(name, info)
+
+    with httpx.Client(auth=auth, timeout=10, follow_redirects=True) as client:
+        assert client.get(url, extensions={"trace": trace}).status_code == 200
+    sync_seen = list(seen)
+    seen.clear()
+
+    async def go() -> None:
+        async with httpx.AsyncClient(auth=auth, timeout=10, follow_redirects=True) as client:
+            assert (await client.get(url, extensions={"trace": atrace})).status_code == 200
+
+    asyncio.run(go())
+    assert seen == sync_seen
+    sent = [(target, headers) for target, headers in seen if target.startswith("/")]
+    parts = urlsplit(url)
+    assert [target for target, _ in sent] == [f"{parts.path}?{parts.query}", "/landing"]
+    assert sent[0][1][KEY_HEADER.encode()] == API_KEY.encode()
+    assert KEY_HEADER.encode() not in sent[1][1]
+    assert b"Authorization" not in sent[1][1]
+    # Every other event reaches the caller's trace too.
+    assert ("http11.receive_response_headers.complete", {}) in seen
+    _assert_b_got_nothing_of_ours(origin_b, hops=2)
+
+
+class _ForwardingProxy(ThreadingHTTPServer):
+    """A plain HTTP proxy: records each request it forwards, redirects untouched."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _ForwardingHandler)
+        self.received: list[tuple[str, dict[str, str]]] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class _ForwardingHandler(BaseHTTPRequestHandler):
+    server: _ForwardingProxy
+
+    def do_GET(self) -> None:
+        self.server.received.append((self.path, {k.lower(): v for k, v in self.headers.items()}))
+        target = urlsplit(self.path)  # absolute form: http://host:port/path?query
+        headers = {k: v for k, v in self.headers.items() if k.lower() != "proxy-connection"}
+        connection = http.client.HTTPConnection(target.netloc, timeout=10)
+        try:
+            connection.request(
+                "GET", target.path + ("?" + target.query if target.query else ""), headers=headers
+            )
+            answer = connection.getresponse()
+            body = answer.read()
+        finally:
+            connection.close()
+        self.send_response(answer.status)
+        if answer.getheader("Location"):
+            self.send_header("Location", answer.getheader("Location") or "")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.mark.parametrize("flavour", ["httpx", "httpx_async"])
+def test_through_a_forwarding_proxy_the_api_key_stays_on_its_origin(
+    server: EmpowerIDTestServer, auth_factory: AuthFactory, origin_b: _Recorder, flavour: str
+) -> None:
+    proxy = _ForwardingProxy()
+    thread = threading.Thread(target=proxy.serve_forever, daemon=True)
+    thread.start()
+    try:
+        auth = auth_factory(api_key=API_KEY)
+        # A -> A -> B, each hop through the proxy (a request in absolute form).
+        url = _redirect(server, "/api/redirect?to=" + quote(origin_b.url("/landing")))
+        assert _hops_to(flavour, auth, url, proxy=proxy.url).status_code == 200
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
+        thread.join(10)
+    assert [r.header(KEY_HEADER) for r in server.api_requests] == [API_KEY, API_KEY]
+    _assert_b_got_nothing_of_ours(origin_b)
+    to_proxy = [(path, _credentials(headers)) for path, headers in proxy.received]
+    assert len(to_proxy) == 3
+    assert to_proxy[0][0] == url
+    assert to_proxy[-1] == (origin_b.url("/landing"), (None, None))
+    assert all(key == API_KEY for _, (_, key) in to_proxy[:2])
+
+
+class _LoopbackTransport(httpx.BaseTransport):
+    """A transport that is not httpcore's: it hands each request to the loopback
+    servers through http.client, so no trace extension ever runs."""
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        connection = http.client.HTTPConnection(request.url.netloc.decode(), timeout=10)
+        try:
+            connection.request(
+                request.method,
+                request.url.raw_path.decode(),
+                body=request.read(),
+                headers=dict(request.headers),
+            )
+            answer = connection.getresponse()
+            return httpx.Response(
+                answer.status, headers=answer.getheaders(), content=answer.read()
+            )
+        finally:
+            connection.close()
+
+
+def test_a_transport_that_is_not_httpcores_is_refused_naming_the_origin_only(
+    server: EmpowerIDTestServer, auth_factory: AuthFactory, origin_b: _Recorder
+) -> None:
+    auth = auth_factory(api_key=API_KEY)
+    transport = _LoopbackTransport()
+    with httpx.Client(auth=auth, transport=transport, follow_redirects=True) as client:
+        assert client.get(_redirect(server, "/api/landing")).status_code == 200
+        with pytest.raises(ConfigurationError, match="API key went to " + origin_b.url("")) as e:
+            client.get(_redirect(server, origin_b.url("/landing")))
+    assert API_KEY not in str(e.value)
+    # Following redirects by hand, the flow sees each hop: B gets nothing of ours.
+    with httpx.Client(auth=auth, transport=transport) as client:
+        hop = client.get(_redirect(server, origin_b.url("/again"))).next_request
+        assert hop is not None
+        assert client.send(hop).status_code == 200
+    assert origin_b.received[-1][0] == "/again"
+    assert _credentials(origin_b.received[-1][1]) == (None, None)
+    # Without an API key, httpx's own rule (no Authorization elsewhere) is all it takes.
+    plain = auth_factory()
+    with httpx.Client(auth=plain, transport=transport, follow_redirects=True) as client:
+        assert client.get(_redirect(server, origin_b.url("/plain"))).status_code == 200
+    assert _credentials(origin_b.received[-1][1]) == (None, None)
+
+
+def test_a_hop_built_by_a_client_and_sent_through_an_async_client_is_guarded(
+    server: EmpowerIDTestServer, auth_factory: AuthFactory, origin_b: _Recorder
+) -> None:
+    auth = auth_factory(api_key=API_KEY)
+    # A -> A (built by httpx.Client) -> B (followed by httpx.AsyncClient)
+    url = _redirect(server, "/api/redirect?to=" + quote(origin_b.url("/landing")))
+    with httpx.Client(auth=auth, timeout=10) as client:
+        hop = client.get(url).next_request
+    assert hop is not None
+
+    async def go() -> int:
+        async with httpx.AsyncClient(auth=auth, timeout=10, follow_redirects=True) as client:
+            return (await client.send(hop)).status_code
+
+    assert asyncio.run(go()) == 200
+    assert [r.header(KEY_HEADER) for r in server.api_requests] == [API_KEY, API_KEY]
+    _assert_b_got_nothing_of_ours(origin_b)
+
+
+@pytest.mark.parametrize("flavour", ["httpx", "httpx_async"])
+def test_a_request_sent_again_keeps_the_callers_trace_and_a_fresh_chain(
+    server: EmpowerIDTestServer, auth_factory: AuthFactory, origin_b: _Recorder, flavour: str
+) -> None:
+    """Here the first request goes to B, so the key belongs to B: its first send
+    is redirected to A (which answers 401 to a request with neither), its second
+    to B again (the key goes)."""
+    auth = auth_factory(api_key=API_KEY)
+    events: list[str] = []
+
+    def trace(name: str, info: dict[str, Any]) -> None:
+        events.append(name)
+
+    async def atrace(name: str, info: dict[str, Any]) -> None:
+        events.append(name)
+
+    url = origin_b.url("/flip?to=" + quote(server.api_url("/api/landing"), safe=""))
+
+    def count_sent() -> int:
+        return events.count("http11.send_request_headers.started")
+
+    if flavour == "httpx":
+        with httpx.Client(auth=auth, timeout=10, follow_redirects=True) as client:
+            request = client.build_request("GET", url, extensions={"trace": trace})
+            assert client.send(request).status_code == 401  # A wants a token
+            assert count_sent() == 2
+            assert client.send(request).status_code == 200
+    else:
+
+        async def go() -> None:
+            async with httpx.AsyncClient(auth=auth, timeout=10, follow_redirects=True) as client:
+                request = client.build_request("GET", url, extensions={"trace": atrace})
+                assert (await client.send(request)).status_code == 401  # A wants a token
+                assert count_sent() == 2
+                assert (await client.send(request)).status_code == 200
+
+        asyncio.run(go())
+    assert count_sent() == 4  # each hop reached the caller's trace once
+    (at_a,) = server.api_requests
+    assert (at_a.header("Authorization"), at_a.header(KEY_HEADER)) == (None, None)
+    keys = [_credentials(headers)[1] for _, headers in origin_b.received]
+    assert keys == [API_KEY, API_KEY, API_KEY]  # /flip, /flip again, then /landing
+
+
+@pytest.mark.parametrize("flavour", ["httpx", "httpx_async"])
+def test_our_bearer_token_put_back_on_a_hop_to_another_origin_is_taken_off(
+    server: EmpowerIDTestServer, auth_factory: AuthFactory, origin_b: _Recorder, flavour: str
+) -> None:
+    """An event hook of the caller's that copies Authorization onto every hop
+    (httpx drops it at the other origin) cannot send our token there."""
+    auth = auth_factory(api_key=API_KEY)
+    first: dict[str, str] = {}
+
+    def keep_authorization(request: httpx.Request) -> None:
+        first.setdefault("authorization", request.headers.get("Authorization", ""))
+        request.headers["Authorization"] = first["authorization"]
+
+    async def akeep_authorization(request: httpx.Request) -> None:
+        keep_authorization(request)
+
+    hook = keep_authorization if flavour == "httpx" else akeep_authorization
+    url = _redirect(server, origin_b.url("/landing"))
+    assert _hops_to(flavour, auth, url, event_hooks={"request": [hook]}).status_code == 200
+    _assert_b_got_nothing_of_ours(origin_b)
