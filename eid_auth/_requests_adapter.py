@@ -37,6 +37,10 @@ class RequestsAdapter(requests.auth.AuthBase):
     _api_key: str | None
 
     def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
+        """Sign a request for ``requests``; on a 401, refresh and re-send it once.
+
+        requests calls this itself; redirect hops to another origin go without the API key.
+        """
         token = self._coordinator.token_for_request("requests")
         sign(r.headers, token, self._api_key)
         r.hooks["response"].append(_RetryOn401(self, token, RedirectChain(r.url or "")))

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import pydoc
 import subprocess
 import sys
 import time
@@ -103,3 +104,25 @@ def test_demo_help_prints_usage_and_starts_nothing() -> None:
     )
     assert wrong.returncode == 2
     assert "unrecognized arguments: --bogus" in wrong.stderr
+
+
+def test_help_shows_this_packages_methods_not_httpx_internals() -> None:
+    text = pydoc.render_doc(EmpowerIDAuth, renderer=pydoc.plaintext)
+    own = text.index("Methods defined here")
+    inherited = text.find("inherited from")
+    assert own < inherited
+    for name in ("refresh(", "arefresh(", "close(", "aclose(", "token", "store"):
+        assert name in text[:inherited], name
+    # httpx's own explanation of how to write an auth flow is not ours to show.
+    assert "Execute the authentication flow" not in text
+    # Each method the clients call has a docstring of ours.
+    for name in ("sync_auth_flow", "async_auth_flow", "auth_flow", "__call__"):
+        assert getattr(EmpowerIDAuth, name).__doc__.startswith(("Sign", "Like", "Unused")), name
+
+
+def test_auth_flow_driven_by_hand_signs_like_sync_auth_flow(server: EmpowerIDTestServer) -> None:
+    auth = make_auth(server)
+    flow = auth.auth_flow(httpx.Request("GET", server.api_url("/api/x")))
+    request = next(flow)
+    assert request.headers["Authorization"].startswith("Bearer ")
+    auth.close()
