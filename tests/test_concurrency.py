@@ -337,12 +337,13 @@ def test_interrupt_during_the_token_request_does_not_strand_waiters(
     class InterruptOnce(requests.Session):
         interrupted = False
 
-        def post(self, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        # request(), which post() calls too: the token request goes through it.
+        def request(self, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
             if not InterruptOnce.interrupted:
                 InterruptOnce.interrupted = True
                 time.sleep(1.0)  # let the waiters gather
                 raise KeyboardInterrupt  # Ctrl-C cannot be aimed at one thread for real
-            return super().post(*args, **kwargs)
+            return super().request(*args, **kwargs)
 
     auth = EmpowerIDAuth(
         token_endpoint=server.token_endpoint,
