@@ -268,10 +268,7 @@ class EmpowerIDClient:
         _check_text("subject_token", subject_token)
         _check_text("subject_token_type", subject_token_type)
         _check_text("scope", scope)
-        return self._checked(self._token_exchange(subject_token, subject_token_type, scope))
-
-    def _token_exchange(self, subject_token: str, subject_token_type: str, scope: str) -> Token:
-        return self._endpoint.request_token(
+        token = self._endpoint.request_token(
             TOKEN_EXCHANGE,
             {
                 "subject_token": subject_token,
@@ -283,6 +280,7 @@ class EmpowerIDClient:
             # EmpowerID documents client credentials in HTTP Basic here.
             client_auth="client_secret_basic",
         )
+        return self._checked(token)
 
     def close(self) -> None:
         """Close the HTTP clients this object created (never ``token_client``)."""
