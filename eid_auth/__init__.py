@@ -16,12 +16,15 @@ from ._auth import EmpowerIDAuth
 from ._client import EmpowerIDClient
 from ._discovery import ServerMetadata
 from ._exceptions import (
+    AccessDeniedError,
     ConfigurationError,
     EmpowerIDAuthError,
     InvalidClientError,
     InvalidGrantError,
     InvalidTokenResponseError,
     MissingRefreshTokenError,
+    SignInError,
+    SignInTimeoutError,
     TokenEndpointError,
     TokenEndpointUnavailableError,
     TokenResponseTooLargeError,
@@ -35,6 +38,7 @@ __version__ = "0.1.0.dev0"
 logging.getLogger("eid_auth").addHandler(logging.NullHandler())
 
 __all__ = [
+    "AccessDeniedError",
     "ConfigurationError",
     "EmpowerIDAuth",
     "EmpowerIDAuthError",
@@ -44,6 +48,8 @@ __all__ = [
     "InvalidTokenResponseError",
     "MissingRefreshTokenError",
     "ServerMetadata",
+    "SignInError",
+    "SignInTimeoutError",
     "Token",
     "TokenEndpointError",
     "TokenEndpointUnavailableError",

@@ -12,6 +12,9 @@ or its attributes. The hierarchy::
     ├── InvalidTokenResponseError       a 2xx answer that is not a valid token response
     │   └── TokenResponseTooLargeError  an answer over 256 KiB (on the wire or decompressed)
     ├── TokenEndpointUnavailableError   connection errors, timeouts, 5xx, 429 after retries
+    ├── SignInError                     a person's sign-in (browser, device) brought no token
+    │   ├── AccessDeniedError           the person (or the server) refused: access_denied
+    │   └── SignInTimeoutError          no redirect in time, or the device code expired
     └── TokenStoreError                 a token store cannot be read, written or locked
 """
 
@@ -23,12 +26,15 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 __all__ = [
+    "AccessDeniedError",
     "ConfigurationError",
     "EmpowerIDAuthError",
     "InvalidClientError",
     "InvalidGrantError",
     "InvalidTokenResponseError",
     "MissingRefreshTokenError",
+    "SignInError",
+    "SignInTimeoutError",
     "TokenEndpointError",
     "TokenEndpointUnavailableError",
     "TokenResponseTooLargeError",
@@ -316,6 +322,38 @@ class TokenEndpointUnavailableError(EmpowerIDAuthError):
         super().__init__(message)
         self.status_code = status_code
         self.attempts = attempts
+
+
+class SignInError(EmpowerIDAuthError):
+    """A sign-in by a person, at a browser or on another device, did not end in a token.
+
+    Also raised for a redirect that does not belong to the sign-in (a ``state``
+    other than the one sent) and for an error the authorization server put on the
+    redirect. A refusal at the token endpoint is a ``TokenEndpointError`` instead.
+
+    Attributes:
+        error: the OAuth error code when the server sent one (``"access_denied"``,
+            ``"expired_token"``, ``"invalid_scope"``...), else ``None``.
+        error_description: the server's explanation, when it sent one.
+    """
+
+    def __init__(
+        self, message: str, *, error: str | None = None, error_description: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.error = error
+        self.error_description = error_description
+
+
+class AccessDeniedError(SignInError):
+    """The person refused the sign-in, or the server refused it for them
+    (``access_denied``, on the browser's redirect or while a device polls)."""
+
+
+class SignInTimeoutError(SignInError):
+    """The sign-in did not finish in time: no redirect came back to the loopback
+    listener before ``timeout``, or the device code expired (``expired_token``,
+    or its ``expires_in`` passed). Start a new sign-in."""
 
 
 class TokenStoreError(EmpowerIDAuthError):

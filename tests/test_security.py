@@ -111,6 +111,7 @@ def test_tokens_travel_only_in_the_authorization_header(
 def test_public_names() -> None:
     assert sorted(eid_auth.__all__) == sorted(
         [
+            "AccessDeniedError",
             "ConfigurationError",
             "EmpowerIDAuth",
             "EmpowerIDAuthError",
@@ -120,6 +121,8 @@ def test_public_names() -> None:
             "InvalidTokenResponseError",
             "MissingRefreshTokenError",
             "ServerMetadata",
+            "SignInError",
+            "SignInTimeoutError",
             "Token",
             "TokenEndpointError",
             "TokenEndpointUnavailableError",
