@@ -312,7 +312,7 @@ def test_two_client_auth_methods_at_once_are_refused(
             400,
             "invalid_grant",
         ),
-        ({"grant_type": "client_credentials", **CLIENT}, 400, "unsupported_grant_type"),
+        ({"grant_type": "urn:example:no-such-grant", **CLIENT}, 400, "unsupported_grant_type"),
         ({"refresh_token": "rt_nope", **CLIENT}, 400, "invalid_request"),
         ("grant_type=refresh_token&grant_type=refresh_token", 400, "invalid_request"),
     ],

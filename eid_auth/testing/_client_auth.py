@@ -39,12 +39,17 @@ def api_key_ok(server: EmpowerIDTestServer, request: RecordedRequest) -> bool:
 
 
 def authenticate_client(
-    server: EmpowerIDTestServer, request: RecordedRequest, form: Mapping[str, str]
+    server: EmpowerIDTestServer,
+    request: RecordedRequest,
+    form: Mapping[str, str],
+    *,
+    basic: bool = True,
 ) -> Answer | None:
     """None when the client authenticated, else the ``invalid_client`` (or
-    ``invalid_request``) answer."""
+    ``invalid_request``) answer. ``basic=False``: HTTP Basic holds someone else's
+    credentials (EmpowerID's password grant), so the client's must be in the body."""
     authorization = request.header("Authorization")
-    if authorization is not None and authorization[:6].lower() == "basic ":
+    if basic and authorization is not None and authorization[:6].lower() == "basic ":
         if "client_secret" in form:
             # RFC 6749, section 2.3: a client must not use more than one method.
             return oauth_error(

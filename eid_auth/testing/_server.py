@@ -22,10 +22,14 @@ from eid_auth.testing._faults import FaultSpec
 from eid_auth.testing._http import LoopbackHTTPServer
 from eid_auth.testing._id_token import issue_id_token
 from eid_auth.testing._messages import Answer, RecordedRequest
-from eid_auth.testing._state import ServerState, new_refresh_token
+from eid_auth.testing._state import ServerState, TestUser, new_refresh_token
 from eid_auth.testing.endpoints import token
 
-__all__ = ["EmpowerIDTestServer", "FaultSpec", "RecordedRequest"]
+__all__ = ["EmpowerIDTestServer", "FaultSpec", "RecordedRequest", "TestUser"]
+
+# The person who signs in with the password grant unless a test adds others.
+TEST_USERNAME = "jdoe"
+TEST_PASSWORD = "correct horse battery staple"
 
 
 class EmpowerIDTestServer:
@@ -65,6 +69,12 @@ class EmpowerIDTestServer:
             in `handler_errors`.
         set_cookie_on_401: A ``name=value`` cookie the API sets on its 401 answers (as a
             load balancer's affinity cookie would), to check that re-sends carry it.
+        client_credentials_enabled: EmpowerID's "Enable Client Credential Flow" switch of
+            the application; set to False and the client credentials grant answers
+            ``unauthorized_client``.
+        test_user: The person who signs in with the password grant unless a test adds
+            others (`add_user`): username ``"jdoe"``, password
+            ``"correct horse battery staple"``.
 
     Example:
         >>> with EmpowerIDTestServer() as server:  # doctest: +SKIP
@@ -101,10 +111,14 @@ class EmpowerIDTestServer:
         self.reject_all_access_tokens = False
         self.on_api_request: Callable[[], object] | None = None
         self.set_cookie_on_401: str | None = None
+        self.client_credentials_enabled = True
 
         self._state = ServerState()
         self._lifecycle_lock = threading.Lock()
         self._httpd: LoopbackHTTPServer | None = None
+        self.test_user = self.add_user(
+            TEST_USERNAME, TEST_PASSWORD, first_name="Jane", last_name="Doe"
+        )
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -271,6 +285,63 @@ class EmpowerIDTestServer:
         """
         self._state.expire_access_tokens()
 
+    def add_user(
+        self,
+        username: str,
+        password: str,
+        person_id: str | None = None,
+        *,
+        first_name: str | None = None,
+        last_name: str = "",
+        email: str | None = None,
+    ) -> TestUser:
+        """Add a person who can sign in with the password grant, and whom client
+        credentials' ``username`` and a JWT bearer assertion's ``sub`` may name.
+
+        Args:
+            username, password: the person's credentials.
+            person_id: the person's GUID, reported as ``id``; random when omitted.
+            first_name, last_name, email: what userinfo reports (``first_name``
+                defaults to the username, ``email`` to ``<username>@example.com``).
+
+        Returns:
+            The user, with its ``person_id``.
+
+        Example:
+            >>> user = server.add_user("asmith", "s3cret-Passw0rd")  # doctest: +SKIP
+            >>> token = eid.password("asmith", "s3cret-Passw0rd")  # doctest: +SKIP
+            >>> token.raw["id"] == user.person_id  # doctest: +SKIP
+            True
+        """
+        user = TestUser(
+            username=username,
+            password=password,
+            person_id=person_id or str(uuid.uuid4()),
+            first_name=username if first_name is None else first_name,
+            last_name=last_name,
+            email=f"{username}@example.com" if email is None else email,
+        )
+        with self._state.lock:
+            self._state.users[username] = user
+        return user
+
+    def trust_assertion_issuer(self, issuer: str, key: str | dict[str, str]) -> None:
+        """Accept JWT bearer assertions (RFC 7523) and token exchange subject tokens
+        (RFC 8693) that `issuer` signs with `key`.
+
+        Args:
+            issuer: the assertion's ``iss``.
+            key: an HS256 shared secret, or an RSA public key as a JWK
+                (``{"kty": "RSA", "n": ..., "e": ...}``) for RS256.
+
+        Example:
+            >>> server.trust_assertion_issuer("my-service", "shared-secret")  # doctest: +SKIP
+        """
+        if isinstance(key, dict) and not (key.get("kty") == "RSA" and "n" in key and "e" in key):
+            raise ValueError("key must be an HS256 secret or an RSA public JWK (kty, n, e)")
+        with self._state.lock:
+            self._state.assertion_keys[issuer] = key
+
     def fail_next(self, fault: FaultSpec, count: int = 1) -> None:
         """Queue `fault` for each of the next `count` token endpoint requests.
 
@@ -290,6 +361,17 @@ class EmpowerIDTestServer:
         """Number of successful ``refresh_token`` grants served."""
         with self._state.lock:
             return self._state.refresh_grants
+
+    @property
+    def grants_served(self) -> dict[str, int]:
+        """Successful token requests so far, by ``grant_type``.
+
+        Example:
+            >>> server.grants_served  # doctest: +SKIP
+            {'client_credentials': 1, 'password': 2}
+        """
+        with self._state.lock:
+            return dict(self._state.grants_served)
 
     @property
     def token_requests(self) -> int:
@@ -331,6 +413,9 @@ class EmpowerIDTestServer:
         """
         found = self._state.issued_tokens()
         found.add(self.client_secret)
+        with self._state.lock:
+            found.update(user.password for user in self._state.users.values())
+            found.update(k for k in self._state.assertion_keys.values() if isinstance(k, str))
         if self.api_key:
             found.add(self.api_key)
         return frozenset(found)

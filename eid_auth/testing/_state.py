@@ -12,13 +12,27 @@ from __future__ import annotations
 import secrets
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 
 from eid_auth.testing._faults import FaultSpec
 from eid_auth.testing._messages import RecordedRequest
 
-__all__ = ["AccessToken", "Grant", "ServerState", "new_refresh_token"]
+__all__ = ["AccessToken", "Grant", "ServerState", "TestUser", "new_refresh_token"]
+
+
+@dataclass(frozen=True)
+class TestUser:
+    """A person who can sign in with a password (and whom ``username`` and ``sub`` name)."""
+
+    __test__ = False  # not a pytest test class, despite its name
+
+    username: str
+    password: str = field(repr=False)
+    person_id: str
+    first_name: str
+    last_name: str
+    email: str
 
 
 @dataclass
@@ -31,6 +45,7 @@ class Grant:
     used_refresh_tokens: set[str] = field(default_factory=set)
     access_tokens: set[str] = field(default_factory=set)
     revoked: bool = False
+    username: str | None = None  # the person's, when the grant names one
 
 
 @dataclass
@@ -41,6 +56,7 @@ class AccessToken:
     expires_at: float | None  # time.monotonic() deadline; None = never expires
     revoked: bool = False
     expired: bool = False  # set by expire_access_tokens()
+    issued_at: float = field(default_factory=time.time)  # wall clock, for tokeninfo's iat
 
 
 def new_refresh_token() -> str:
@@ -69,6 +85,10 @@ class ServerState:
         self.token_request_log: list[RecordedRequest] = []
         self.handler_errors: list[BaseException] = []
         self.id_tokens: list[str] = []
+        self.users: dict[str, TestUser] = {}
+        self.grants_served: Counter[str] = Counter()  # successful grants, by grant_type
+        # JWT bearer: trusted assertion issuer -> its key (HS256 secret or RSA public JWK).
+        self.assertion_keys: dict[str, str | dict[str, str]] = {}
 
     # -- tokens (the lock must be held where noted) ----------------------------------------
 
@@ -81,12 +101,25 @@ class ServerState:
         return token
 
     def new_grant(
-        self, *, person_id: str, scope: str, refresh_token: str, lifetime: int | None
+        self,
+        *,
+        person_id: str,
+        scope: str,
+        refresh_token: str | None,
+        lifetime: int | None,
+        username: str | None = None,
     ) -> tuple[Grant, str]:
-        """Start a grant with its first refresh token; return it and its first access token."""
+        """Start a grant with its first refresh token (None: a grant without one, such as
+        client credentials); return it and its first access token."""
         with self.lock:
-            grant = Grant(person_id=person_id, scope=scope, refresh_token=refresh_token)
-            self.refresh_index[grant.refresh_token] = grant
+            grant = Grant(
+                person_id=person_id,
+                scope=scope,
+                refresh_token=refresh_token or "",
+                username=username,
+            )
+            if refresh_token:
+                self.refresh_index[refresh_token] = grant
             return grant, self.new_access_token(grant, lifetime)
 
     def revoke_grant(self, token: str) -> None:
@@ -163,5 +196,6 @@ class ServerState:
             self.refresh_grants = 0
             self.token_requests = 0
             self.reuse_detected = 0
+            self.grants_served.clear()
             self.api_requests.clear()
             self.token_request_log.clear()

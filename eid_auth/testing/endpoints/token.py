@@ -18,7 +18,7 @@ from eid_auth.testing._messages import (
     oauth_error,
     oauth_form,
 )
-from eid_auth.testing.grants import GRANT_TYPES
+from eid_auth.testing.grants import GRANT_TYPES, password
 
 if TYPE_CHECKING:
     from eid_auth.testing._server import EmpowerIDTestServer
@@ -64,7 +64,9 @@ def _token_answer(
     form = oauth_form(request)
     if isinstance(form, Answer):
         return form
-    client_error = authenticate_client(server, request, form)
+    client_error = authenticate_client(
+        server, request, form, basic=not password.user_credentials_in_basic(form)
+    )
     if client_error is not None:
         return client_error
     grant_type = form.get("grant_type")
@@ -75,4 +77,8 @@ def _token_answer(
         return oauth_error(
             400, "unsupported_grant_type", f"grant_type {grant_type!r} is not supported"
         )
-    return grant(server, state, request, form)
+    answer = grant(server, state, request, form)
+    if answer.status == 200:
+        with state.lock:
+            state.grants_served[grant_type] += 1
+    return answer

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Protocol
 
 from eid_auth.testing._messages import Answer, RecordedRequest
-from eid_auth.testing.grants import refresh_token
+from eid_auth.testing.grants import client_credentials, password, refresh_token
 
 if TYPE_CHECKING:
     from eid_auth.testing._server import EmpowerIDTestServer
@@ -40,4 +40,6 @@ class TokenGrant(Protocol):
 
 GRANT_TYPES: Mapping[str, TokenGrant] = {
     "refresh_token": refresh_token.handle,
+    "client_credentials": client_credentials.handle,
+    "password": password.handle,
 }
