@@ -1,8 +1,8 @@
 """Refresh coordination: one refresh grant per expiry, for threads and tasks alike.
 
-The current token lives in one immutable ``_State`` that is swapped whole, so
+The current token lives in one immutable ``TokenState`` that is swapped whole, so
 the hot path (a token that is still fresh) is a single attribute read with no
-lock. When a token needs replacing, the first caller starts a ``_Flight`` and
+lock. When a token needs replacing, the first caller starts a ``Flight`` and
 every other caller, thread or asyncio task, waits for that flight instead of
 sending a refresh grant of its own.
 
@@ -11,26 +11,24 @@ for synchronous callers, a new thread for asyncio callers. So a flight
 never needs an event loop to finish, a cancelled task cannot abandon a refresh
 half-way (losing a rotated refresh token), and a synchronous caller blocking an
 event loop's thread cannot deadlock with a task of that loop.
+
+The parts, each in its own module: the single flight (``_flight``), the timing
+policy (``_timing``: refresh windows, jitter, cooldowns, the 401-storm pause).
 """
 
 from __future__ import annotations
 
-import asyncio
-import atexit
 import contextlib
 import dataclasses
 import logging
 import os
-import random
 import threading
 import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import anyio
-import anyio.to_thread
-
+from . import _timing
 from ._exceptions import (
     EmpowerIDAuthError,
     InvalidGrantError,
@@ -38,7 +36,9 @@ from ._exceptions import (
     TokenEndpointUnavailableError,
     TokenStoreError,
 )
-from ._token import Token, expires_in_seconds
+from ._flight import Flight, start_renewal_thread
+from ._timing import RejectedTokenPause, TokenState, same_access_token
+from ._token import Token
 from ._token_endpoint import Adapter, TokenEndpoint
 from .stores import StoredToken, TokenStore
 from .stores._base import fingerprint
@@ -47,182 +47,15 @@ __all__ = ["RefreshCoordinator", "same_access_token"]
 
 logger = logging.getLogger("eid_auth")
 
-# How long a failed early refresh is not retried while the token is still valid.
-_EARLY_REFRESH_COOLDOWN = 15.0
-# How long a refresh token the server refused (invalid_grant) is not sent again:
-# requests fail fast instead of hammering the token endpoint with a dead token.
-INVALID_GRANT_MEMORY = 60.0
-# The share of the refresh window over which early refreshes are spread.
-_JITTER = 0.1
 # How many seeding refresh tokens a store recognises (as fingerprints).
 _SEEDS_KEPT = 10
 # Failures that leave a still-valid token usable: nobody said it is bad.
 _TRANSIENT = (TokenEndpointUnavailableError, TokenStoreError)
-# When a request re-sent with the token that a refresh after its 401 brought is
-# answered 401 again, the API rejects fresh tokens too (a wrong API key,
-# audience or scope): for this long, 401s for that token are returned as is
-# instead of costing a refresh grant (and a rotation) per request.
-REJECTED_TOKEN_PAUSE = 30.0
-# At interpreter exit, how long refreshes still running on threads of ours get
-# to finish (and hand a rotated refresh token to the store and on_refresh)
-# before they are abandoned so the process can end.
-EXIT_GRACE = 5.0
-
-
-@dataclass(frozen=True)
-class _State:
-    token: Token | None
-    refresh_token: str | None
-    # When to refresh proactively: None = never (expiry unknown, or nothing to
-    # refresh with); -inf = now (no access token yet).
-    refresh_at: float | None
-    # Until then (the first half of the refresh window), requests go out with
-    # the current token while the refresh runs in the background; after it,
-    # they wait for the new token.
-    background_until: float | None = None
-    # After a failed early refresh, a still-valid token is used until then.
-    not_before: float = float("-inf")
-
-    def is_fresh(self, now: float) -> bool:
-        if self.token is None:
-            return False
-        if self.refresh_at is None or now < self.refresh_at:
-            return True
-        return now < self.not_before and not self.token.is_expired(now=now)
-
-    def refresh_behind(self, now: float) -> bool:
-        """Whether to send the current token and refresh in the background."""
-        return self.background_until is not None and now < self.background_until
-
-
-def _make_state(token: Token | None, refresh_token: str | None, leeway: float) -> _State:
-    if token is None:
-        return _State(None, refresh_token, float("-inf"))
-    if token.expires_at is None or refresh_token is None:
-        return _State(token, refresh_token, None)
-    window = leeway
-    lifetime = _lifetime(token)
-    if lifetime is not None:
-        # Never refresh earlier than half-way: 60 s tokens with a 60 s leeway
-        # would otherwise be refreshed on every request.
-        window = min(leeway, lifetime / 2)
-    # Jitter: processes and clients holding the same token (a fleet restarted
-    # together) spread their early refreshes over the first tenth of the window
-    # instead of reaching the token endpoint in the same second.
-    jitter = random.uniform(0.0, window * _JITTER)  # noqa: S311 - not for security
-    return _State(
-        token,
-        refresh_token,
-        refresh_at=token.expires_at - window + jitter,
-        background_until=token.expires_at - window / 2,
-    )
-
-
-def _lifetime(token: Token) -> float | None:
-    # A token from a store or from Token() may carry any raw: checked again,
-    # without overflow (float(10**400) raises).
-    return expires_in_seconds(token.raw.get("expires_in"))
-
-
-class _Flight:
-    """One refresh in progress, and everyone waiting for its outcome."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.done = threading.Event()
-        self._token: Token | None = None
-        self._error: BaseException | None = None
-        self._async_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
-        # The thread running the token request, and the new token while
-        # on_refresh runs: requests made from on_refresh itself get that token.
-        self.owner: int | None = None
-        self.pending: Token | None = None
-
-    def finish(self, token: Token | None, error: BaseException | None) -> None:
-        with self._lock:
-            self._token, self._error = token, error
-            self.done.set()
-            waiters, self._async_waiters = self._async_waiters, []
-        for loop, future in waiters:
-            # A closed loop has nobody waiting any more.
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(_resolve, future)
-
-    def wait(self, timeout: float) -> Token:
-        if not self.done.wait(timeout):
-            raise TokenEndpointUnavailableError(
-                f"gave up after {timeout:.0f}s waiting for another thread's token refresh",
-                status_code=None,
-                attempts=0,
-            )
-        return self._outcome()
-
-    async def wait_async(self, timeout: float) -> Token:
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            # Not asyncio (trio, through anyio): wait on a worker thread. Left
-            # behind on cancellation, it holds nothing and ends with the flight.
-            return await anyio.to_thread.run_sync(self.wait, timeout, abandon_on_cancel=True)
-        with self._lock:
-            future = None if self.done.is_set() else loop.create_future()
-            if future is not None:
-                self._async_waiters.append((loop, future))
-        timed_out = False
-        if future is not None:
-            # Cancelling this waiter leaves the flight running for the others.
-            try:
-                await asyncio.wait_for(future, timeout)
-            except asyncio.TimeoutError:
-                timed_out = True
-        if timed_out:
-            raise TokenEndpointUnavailableError(
-                f"gave up after {timeout:.0f}s waiting for another task's token refresh",
-                status_code=None,
-                attempts=0,
-            )
-        return self._outcome()
-
-    def _outcome(self) -> Token:
-        if self._error is not None:
-            # Each waiter raises its own copy: a shared object would collect one
-            # thread's exception context (and its request) for all the others.
-            raise _copy_error(self._error)
-        assert self._token is not None
-        return self._token
-
-
-def _copy_error(error: BaseException) -> BaseException:
-    copy = type(error).__new__(type(error), *error.args)
-    copy.__dict__.update(error.__dict__)
-    copy.args = error.args
-    # The cause (a bare low-level error such as ConnectionRefusedError, holding
-    # no request) says why; it carries no traceback, so waiters may share it.
-    copy.__cause__ = error.__cause__
-    copy.__suppress_context__ = True
-    return copy
-
-
-def same_access_token(a: Token | None, b: Token | None) -> bool:
-    """Whether two tokens carry the same access token (a rotated refresh token
-    alone does not make a token new to the API)."""
-    if a is None or b is None:
-        return a is b
-    return a.access_token == b.access_token
-
-
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
-
-
-@dataclass
-class _RefreshedAfter401:
-    """A token that a refresh caused by a 401 brought."""
-
-    token: Token
-    # When a re-send carrying it was answered 401 too: the pause starts.
-    rejected_at: float | None = None
+# The timing policy (see _timing): read from here at each use, so it can be tuned.
+INVALID_GRANT_MEMORY = _timing.INVALID_GRANT_MEMORY
+REJECTED_TOKEN_PAUSE = _timing.REJECTED_TOKEN_PAUSE
+EXIT_GRACE = _timing.EXIT_GRACE
+_make_state = _timing.make_state
 
 
 class _RememberedInvalidGrant(InvalidGrantError):
@@ -231,7 +64,7 @@ class _RememberedInvalidGrant(InvalidGrantError):
 
 @dataclass(frozen=True)
 class _Wait:
-    flight: _Flight
+    flight: Flight
     timeout: float
 
 
@@ -267,7 +100,7 @@ class RefreshCoordinator:
         self._leeway = leeway
         self._on_refresh = on_refresh
         self._lock = threading.Lock()
-        self._flight: _Flight | None = None
+        self._flight: Flight | None = None
         # A refreshed record the store refused to take (written again at the
         # next refresh), with the spent refresh token it replaced.
         self._unsaved: tuple[StoredToken, str | None] | None = None
@@ -275,12 +108,10 @@ class RefreshCoordinator:
         # one (a store restored from a backup, a lagging replica) is not adopted.
         self._generation = 0
         self._warned_about_seed = False
-        # The last token the API answered 401 to that we went on to replace,
-        # and the token its refresh brought (see retry_after_401).
-        self._rejected: Token | None = None
-        self._refreshed_after_401: _RefreshedAfter401 | None = None
+        # The 401 rules (see retry_after_401).
+        self._pause = RejectedTokenPause()
         if shared:
-            self._state = _State(None, None, float("-inf"))
+            self._state = TokenState(None, None, float("-inf"))
         else:
             record = self._seed_record()
             store.write(record)
@@ -310,21 +141,10 @@ class RefreshCoordinator:
                 return True  # replaced already: re-send with the newer token, no grant
             if not self.can_refresh:
                 return False
-            after = self._refreshed_after_401
-            if (
-                after is not None
-                and after.rejected_at is not None
-                and same_access_token(after.token, rejected)
-                and time.time() - after.rejected_at < REJECTED_TOKEN_PAUSE
-            ):
-                left = REJECTED_TOKEN_PAUSE - (time.time() - after.rejected_at)
-                paused = True
-            else:
-                self._rejected = rejected
-                paused = False
-        if paused:
+            left = self._pause.seconds_left(rejected, time.time(), REJECTED_TOKEN_PAUSE)
+        if left is not None:
             logger.debug("401 returned without refreshing (%.0fs of the pause left)", left)
-        return not paused
+        return left is None
 
     def resend_rejected(self, token: Token) -> None:
         """A request re-sent with ``token`` after a 401 was answered 401 again.
@@ -334,19 +154,9 @@ class RefreshCoordinator:
         says no to 401s for it. A token the API accepted at first and revoked
         later is refreshed as usual.
         """
-        now = time.time()
         with self._lock:
-            after = self._refreshed_after_401
-            if (
-                after is None
-                or not same_access_token(after.token, token)
-                or (
-                    after.rejected_at is not None
-                    and now - after.rejected_at < REJECTED_TOKEN_PAUSE
-                )
-            ):
+            if not self._pause.resend_rejected(token, time.time(), REJECTED_TOKEN_PAUSE):
                 return
-            after.rejected_at = now
         logger.warning(
             "the API rejected (401) the token just refreshed because of a 401; for the next "
             "%.0fs, 401s for it are returned without refreshing (check the API key, "
@@ -422,7 +232,7 @@ class RefreshCoordinator:
             # Close to expiry: wait for the new token, but not past the current
             # one's expiry (a hung lock holder elsewhere must not stall us).
             started = self._refresh_in_background(token, adapter)
-            if not isinstance(started, _Flight):
+            if not isinstance(started, Flight):
                 return started or token
             return _Wait(started, self._wait_within(token))
         return _Replace(token)
@@ -435,7 +245,7 @@ class RefreshCoordinator:
             self._start_thread(flight, "httpx", stale)
         return await flight.wait_async(self.longest_wait)
 
-    def _refresh_in_background(self, stale: Token, adapter: Adapter) -> _Flight | Token | None:
+    def _refresh_in_background(self, stale: Token, adapter: Adapter) -> Flight | Token | None:
         """Start a refresh on a thread of its own, unless one runs already; the
         flight to wait for, a newer token, or None (nothing to refresh with)."""
         running = self._flight  # read without the lock: the valid-token path takes none
@@ -445,7 +255,7 @@ class RefreshCoordinator:
             flight, leader = self._join_or_lead(stale)
         except EmpowerIDAuthError:
             return None  # the current token is still valid; a later caller will see why
-        if leader and isinstance(flight, _Flight):
+        if leader and isinstance(flight, Flight):
             # A thread that cannot start fails the flight; the token is still valid.
             with contextlib.suppress(Exception):
                 self._start_thread(flight, adapter, stale)
@@ -455,32 +265,12 @@ class RefreshCoordinator:
         left = token.expires_in()
         return self.longest_wait if left is None else max(0.0, min(self.longest_wait, left - 1.0))
 
-    def _start_thread(self, flight: _Flight, adapter: Adapter, stale: Token | None) -> None:
-        # A daemon, so a hanging token endpoint cannot keep the process alive;
-        # at interpreter exit _finish_refreshes_at_exit still gives it EXIT_GRACE
-        # to finish (and its on_refresh to run) after the server rotated the token.
-        thread = threading.Thread(
-            target=self._run_in_background,
-            args=(flight, adapter, stale),
-            name="eid_auth-refresh",
-            daemon=True,
-        )
-        with _threads_lock:
-            _refresh_threads.add(thread)
+    def _start_thread(self, flight: Flight, adapter: Adapter, stale: Token | None) -> None:
         try:
-            thread.start()
+            start_renewal_thread(lambda: self._run(flight, adapter, stale))
         except BaseException as exc:
-            with _threads_lock:
-                _refresh_threads.discard(thread)
             self._abandon(flight, f"could not start the refresh thread ({exc})")
             raise
-
-    def _run_in_background(self, flight: _Flight, adapter: Adapter, stale: Token | None) -> None:
-        try:
-            self._run(flight, adapter, stale)
-        finally:
-            with _threads_lock:
-                _refresh_threads.discard(threading.current_thread())
 
     def _pending_for_this_thread(self) -> Token | None:
         # Requests made from on_refresh get the token being saved, not the old
@@ -505,7 +295,7 @@ class RefreshCoordinator:
 
     # -- the flight -----------------------------------------------------------
 
-    def _join_or_lead(self, stale: Token | None) -> tuple[_Flight | Token, bool]:
+    def _join_or_lead(self, stale: Token | None) -> tuple[Flight | Token, bool]:
         with self._lock:
             state = self._state
             if not same_access_token(state.token, stale) and state.is_fresh(time.time()):
@@ -528,10 +318,10 @@ class RefreshCoordinator:
                     "the access token needs replacing but there is no refresh token; "
                     "give EmpowerIDAuth a refresh_token (or a token= that has one)"
                 )
-            self._flight = _Flight()
+            self._flight = Flight()
             return self._flight, True
 
-    def _run(self, flight: _Flight, adapter: Adapter, stale: Token | None) -> None:
+    def _run(self, flight: Flight, adapter: Adapter, stale: Token | None) -> None:
         flight.owner = threading.get_ident()
         record: StoredToken | None = None
         refreshed = False
@@ -559,21 +349,17 @@ class RefreshCoordinator:
                 self._call_on_refresh(token)
         finally:
             with self._lock:
-                after_401 = self._rejected is not None and same_access_token(self._rejected, stale)
-                if after_401:
-                    self._rejected = None
+                # A refresh the API's 401 caused: see resend_rejected.
+                self._pause.replaced(stale, token, renewed=refreshed)
                 if record is not None:
                     self._state = _make_state(record.token, record.refresh_token, self._leeway)
                     self._generation = record.generation
-                    if refreshed and token is not None and after_401:
-                        # A refresh the API's 401 caused: see resend_rejected.
-                        self._refreshed_after_401 = _RefreshedAfter401(token)
                 elif error is not None:
                     # Early refreshes pause, whatever the failure, instead of one
                     # token request per request; a token that expires meanwhile
                     # is still refreshed (is_fresh is False for it).
                     self._state = dataclasses.replace(
-                        self._state, not_before=time.time() + _EARLY_REFRESH_COOLDOWN
+                        self._state, not_before=time.time() + _timing.EARLY_REFRESH_COOLDOWN
                     )
                 self._flight = None
             flight.finish(token, error)
@@ -808,7 +594,7 @@ class RefreshCoordinator:
         except Exception:
             logger.exception("the on_refresh callback raised; the new token is used anyway")
 
-    def _abandon(self, flight: _Flight, reason: str) -> None:
+    def _abandon(self, flight: Flight, reason: str) -> None:
         with self._lock:
             self._flight = None
         flight.finish(None, TokenEndpointUnavailableError(reason, status_code=None, attempts=0))
@@ -837,42 +623,11 @@ class RefreshCoordinator:
 
 
 _live: weakref.WeakSet[RefreshCoordinator] = weakref.WeakSet()
-# Refresh threads of ours still running (daemons: not joined at exit).
-_refresh_threads: set[threading.Thread] = set()
-_threads_lock = threading.Lock()
 
 
 def _after_fork_in_child() -> None:
-    global _threads_lock
-    _threads_lock = threading.Lock()
-    _refresh_threads.clear()  # the parent's threads do not exist here
     for coordinator in list(_live):
         coordinator._after_fork_in_child()
-
-
-def _finish_refreshes_at_exit() -> None:
-    """Give refreshes still running on our threads EXIT_GRACE seconds in all to
-    finish, then abandon them so the process can end.
-
-    An atexit function runs after the interpreter has joined every non-daemon
-    thread (so the program's own threads are done) and before daemon threads
-    are stopped.
-    """
-    deadline = time.monotonic() + EXIT_GRACE
-    with _threads_lock:
-        threads = list(_refresh_threads)
-    for thread in threads:
-        thread.join(max(0.0, deadline - time.monotonic()))
-    if any(thread.is_alive() for thread in threads):
-        logger.warning(
-            "a token refresh still running at interpreter exit was abandoned after %.0fs; "
-            "if the server had already rotated the refresh token, the new one is lost "
-            "(call close() on the auth before exiting to wait for a refresh to finish)",
-            EXIT_GRACE,
-        )
-
-
-atexit.register(_finish_refreshes_at_exit)
 
 
 if hasattr(os, "register_at_fork"):
