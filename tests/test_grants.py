@@ -6,6 +6,7 @@ on the wire, EmpowerID's quirks, and failures that say what went wrong without a
 from __future__ import annotations
 
 import base64
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -256,3 +257,206 @@ def test_the_test_server_reads_basic_as_the_persons_only_without_a_body_password
 def test_the_password_of_a_test_user_counts_as_a_secret(server: EmpowerIDTestServer) -> None:
     server.add_user("asmith", "asmiths-password")
     assert {"asmiths-password", server.test_user.password} <= server.issued_secrets
+
+
+# -- JWT bearer ----------------------------------------------------------------------------
+
+ASSERTION_ISSUER = "my-service"
+ASSERTION_SECRET = "a-shared-secret-for-hs256-assertions"
+
+
+def assertion(
+    server: EmpowerIDTestServer,
+    *,
+    key: object = None,
+    alg: str = "HS256",
+    **claims: object,
+) -> str:
+    from joserfc import jwt
+    from joserfc.jwk import OctKey
+
+    now = int(time.time())
+    body = {
+        "iss": ASSERTION_ISSUER,
+        "sub": "jdoe",
+        "aud": server.token_endpoint,
+        "iat": now,
+        "exp": now + 300,
+        **claims,
+    }
+    signing_key = key if key is not None else OctKey.import_key(ASSERTION_SECRET)
+    return jwt.encode({"alg": alg}, body, signing_key)  # type: ignore[arg-type]
+
+
+def test_jwt_bearer_with_an_hs256_assertion(
+    server: EmpowerIDTestServer, eid: EmpowerIDClient
+) -> None:
+    server.trust_assertion_issuer(ASSERTION_ISSUER, ASSERTION_SECRET)
+    signed = assertion(server)
+    token = eid.jwt_bearer(signed, scope="api")
+    assert token.id == server.test_user.person_id  # sub names the test user
+    assert token.refresh_token is None
+    assert api_whoami(server, token.access_token).status_code == 200
+    (request,) = server.token_request_log
+    assert request.form == {
+        "grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer",
+        "assertion": signed,
+        "scope": "api",
+        "client_id": CLIENT_ID,
+        "client_secret": CLIENT_SECRET,
+    }
+    assert server.grants_served == {"urn:ietf:params:oauth:grant-type:jwt-bearer": 1}
+
+
+def test_jwt_bearer_with_an_rs256_assertion(
+    server: EmpowerIDTestServer, eid: EmpowerIDClient
+) -> None:
+    from joserfc.jwk import RSAKey
+
+    key = RSAKey.generate_key(2048)
+    server.trust_assertion_issuer(ASSERTION_ISSUER, key.as_dict(private=False))
+    token = eid.jwt_bearer(
+        assertion(server, key=key, alg="RS256", sub="f3c1b6d2-0000-4000-8000-000000000001"),
+        scope="api",
+    )
+    assert token.id == "f3c1b6d2-0000-4000-8000-000000000001"
+    # Signed by another key: refused.
+    other = RSAKey.generate_key(2048)
+    with pytest.raises(InvalidGrantError, match="bad signature"):
+        eid.jwt_bearer(assertion(server, key=other, alg="RS256"), scope="api")
+
+
+@pytest.mark.parametrize(
+    ("claims", "reason"),
+    [
+        ({"exp": 1_000_000}, "expired"),
+        ({"aud": "https://elsewhere.example/token"}, "aud"),
+        ({"iss": "someone-else"}, "untrusted issuer"),
+        ({"nbf": 4_000_000_000}, "not valid yet"),
+    ],
+    ids=["expired", "wrong-audience", "untrusted-issuer", "not-yet-valid"],
+)
+def test_jwt_bearer_refuses_an_unusable_assertion_without_quoting_it(
+    server: EmpowerIDTestServer,
+    eid: EmpowerIDClient,
+    claims: dict[str, object],
+    reason: str,
+) -> None:
+    server.trust_assertion_issuer(ASSERTION_ISSUER, ASSERTION_SECRET)
+    signed = assertion(server, **claims)
+    with pytest.raises(InvalidGrantError, match=reason) as caught:
+        eid.jwt_bearer(signed, scope="api")
+    assert signed not in str(caught.value)
+    assert "jwt-bearer grant" in str(caught.value)
+
+
+def test_jwt_bearer_refuses_an_assertion_signed_with_alg_none(
+    server: EmpowerIDTestServer, eid: EmpowerIDClient
+) -> None:
+    server.trust_assertion_issuer(ASSERTION_ISSUER, ASSERTION_SECRET)
+    header, claims, _ = assertion(server).split(".")
+    unsigned = ".".join(
+        [base64.urlsafe_b64encode(b'{"alg":"none"}').rstrip(b"=").decode(), claims, ""]
+    )
+    assert header != unsigned.split(".")[0]
+    with pytest.raises(InvalidGrantError, match="bad signature"):
+        eid.jwt_bearer(unsigned, scope="api")
+
+
+def test_jwt_bearer_needs_a_scope(server: EmpowerIDTestServer, eid: EmpowerIDClient) -> None:
+    with pytest.raises(ConfigurationError, match="scope"):
+        eid.jwt_bearer("a.b.c", scope="")
+    r = requests.post(
+        server.token_endpoint,
+        data={
+            "grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer",
+            "assertion": "a.b.c",
+            "client_id": CLIENT_ID,
+            "client_secret": CLIENT_SECRET,
+        },
+        timeout=TIMEOUT,
+    )
+    assert r.status_code == 400
+    assert r.json() == {"error": "invalid_request", "error_description": "missing scope"}
+
+
+# -- refresh -------------------------------------------------------------------------------
+
+
+def test_refresh_with_a_narrower_scope(server: EmpowerIDTestServer, eid: EmpowerIDClient) -> None:
+    tokens = server.issue_grant(scope="openid profile api")
+    token = eid.refresh(tokens["refresh_token"], scope="api")
+    assert token.refresh_token not in (None, tokens["refresh_token"])
+    assert server.token_request_log[0].form["scope"] == "api"
+    with pytest.raises(InvalidGrantError, match="sign in again"):
+        eid.refresh(tokens["refresh_token"])  # rotated away: reuse
+
+
+# -- token exchange ------------------------------------------------------------------------
+
+ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
+JWT_TYPE = "urn:ietf:params:oauth:token-type:jwt"
+
+
+def test_token_exchange_of_a_trusted_issuers_jwt(
+    server: EmpowerIDTestServer, eid: EmpowerIDClient
+) -> None:
+    # As EmpowerID documents it: another issuer's (Azure's) token for an EmpowerID token.
+    server.trust_assertion_issuer(ASSERTION_ISSUER, ASSERTION_SECRET)
+    foreign = assertion(server, aud="api://azure-app")
+    token = eid.token_exchange(foreign, JWT_TYPE, scope="api")
+    assert token.id == server.test_user.person_id
+    assert token.raw["issued_token_type"] == ACCESS_TOKEN_TYPE
+    assert api_whoami(server, token.access_token).status_code == 200
+    (request,) = server.token_request_log
+    # EmpowerID documents the client's credentials in HTTP Basic for this grant.
+    assert request.header("Authorization") == basic(CLIENT_ID, CLIENT_SECRET)
+    assert request.form == {
+        "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
+        "subject_token": foreign,
+        "subject_token_type": JWT_TYPE,
+        "scope": "api",
+    }
+
+
+def test_token_exchange_of_this_servers_access_token(
+    server: EmpowerIDTestServer, eid: EmpowerIDClient
+) -> None:
+    tokens = server.issue_grant(scope="openid")
+    token = eid.token_exchange(tokens["access_token"], ACCESS_TOKEN_TYPE, scope="api")
+    assert token.id == tokens["id"]
+    assert token.access_token != tokens["access_token"]
+
+
+def test_token_exchange_refuses_a_revoked_subject_token(
+    server: EmpowerIDTestServer, eid: EmpowerIDClient
+) -> None:
+    tokens = server.issue_grant()
+    server.revoke_access_token(tokens["access_token"])
+    with pytest.raises(InvalidGrantError, match="token-exchange grant") as caught:
+        eid.token_exchange(tokens["access_token"], ACCESS_TOKEN_TYPE, scope="api")
+    assert "revoked" in str(caught.value)
+    assert no_secret_in(str(caught.value), server)
+
+
+def test_token_exchange_refuses_an_unknown_subject_token_type(
+    server: EmpowerIDTestServer, eid: EmpowerIDClient
+) -> None:
+    with pytest.raises(TokenEndpointError) as caught:
+        eid.token_exchange("some-saml", "urn:ietf:params:oauth:token-type:saml2", scope="api")
+    assert caught.value.error == "invalid_request"
+    assert "subject_token_type" in str(caught.value)
+
+
+def test_token_exchange_of_a_public_client_sends_its_client_id(
+    server: EmpowerIDTestServer,
+) -> None:
+    # No secret, so no HTTP Basic: the client ID goes in the body (the server refuses it).
+    with (
+        EmpowerIDClient(server=server.url, client_id=CLIENT_ID) as eid,
+        pytest.raises(InvalidClientError),
+    ):
+        eid.token_exchange("at_x", ACCESS_TOKEN_TYPE, scope="api")
+    (request,) = server.token_request_log
+    assert request.header("Authorization") is None
+    assert request.form["client_id"] == CLIENT_ID

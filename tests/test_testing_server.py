@@ -662,7 +662,7 @@ def test_redirect(server: EmpowerIDTestServer) -> None:
 
 
 def test_unknown_paths_are_404_and_not_recorded(server: EmpowerIDTestServer) -> None:
-    for path in ("/nope", "/api", "/oauth/v2/tokeninfo"):
+    for path in ("/nope", "/api", "/oauth/v2/no-such-endpoint"):
         assert requests.get(server.url + path, timeout=TIMEOUT).status_code == 404
     assert server.api_requests == []
 

@@ -72,6 +72,10 @@ class EmpowerIDTestServer:
         client_credentials_enabled: EmpowerID's "Enable Client Credential Flow" switch of
             the application; set to False and the client credentials grant answers
             ``unauthorized_client``.
+        publish_discovery: Set to False to answer 404 for the discovery document, as older
+            EmpowerID servers do.
+        discovery_overrides: Keys to set in the discovery document (``None`` removes the
+            key), e.g. ``{"tokeninfo_endpoint": None}`` for a document that omits it.
         test_user: The person who signs in with the password grant unless a test adds
             others (`add_user`): username ``"jdoe"``, password
             ``"correct horse battery staple"``.
@@ -112,6 +116,8 @@ class EmpowerIDTestServer:
         self.on_api_request: Callable[[], object] | None = None
         self.set_cookie_on_401: str | None = None
         self.client_credentials_enabled = True
+        self.publish_discovery = True
+        self.discovery_overrides: dict[str, Any] = {}
 
         self._state = ServerState()
         self._lifecycle_lock = threading.Lock()

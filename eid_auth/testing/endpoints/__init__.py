@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
 
 from eid_auth.testing._messages import Answer, RecordedRequest, not_found
-from eid_auth.testing.endpoints import api, discovery, token
+from eid_auth.testing.endpoints import api, discovery, token, tokeninfo, tokenrevoke, userinfo
 
 if TYPE_CHECKING:
     from eid_auth.testing._server import EmpowerIDTestServer
@@ -35,6 +35,9 @@ class Endpoint(Protocol):
 # A path ending in "/" routes every path under it.
 ROUTES: tuple[tuple[str, Endpoint], ...] = (
     (token.PATH, token.handle),
+    (tokeninfo.PATH, tokeninfo.handle),
+    (tokenrevoke.PATH, tokenrevoke.handle),
+    (userinfo.PATH, userinfo.handle),
     (discovery.PATH, discovery.handle),
     (api.PATH, api.handle),
 )

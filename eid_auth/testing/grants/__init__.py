@@ -12,7 +12,13 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Protocol
 
 from eid_auth.testing._messages import Answer, RecordedRequest
-from eid_auth.testing.grants import client_credentials, password, refresh_token
+from eid_auth.testing.grants import (
+    client_credentials,
+    jwt_bearer,
+    password,
+    refresh_token,
+    token_exchange,
+)
 
 if TYPE_CHECKING:
     from eid_auth.testing._server import EmpowerIDTestServer
@@ -42,4 +48,6 @@ GRANT_TYPES: Mapping[str, TokenGrant] = {
     "refresh_token": refresh_token.handle,
     "client_credentials": client_credentials.handle,
     "password": password.handle,
+    jwt_bearer.GRANT_TYPE: jwt_bearer.handle,
+    token_exchange.GRANT_TYPE: token_exchange.handle,
 }
