@@ -6,21 +6,22 @@ It delegates the rest: HTTP to `eid_auth.testing._http`, its grants, tokens, cou
 logs to `eid_auth.testing._state`, and each request to its endpoint in
 `eid_auth.testing.endpoints` (and, at the token endpoint, to its grant in
 `eid_auth.testing.grants`). Everything is standard library only, so users can run it in
-their own tests without extra dependencies.
+their own tests without extra dependencies, except the signing of ID tokens (joserfc, a
+dependency of eid-auth), loaded when the first one is signed.
 """
 
 from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any
 
 from eid_auth.testing import endpoints
 from eid_auth.testing._faults import FaultSpec
 from eid_auth.testing._http import LoopbackHTTPServer
-from eid_auth.testing._id_token import issue_id_token
+from eid_auth.testing._id_token import issue_id_token, sign
 from eid_auth.testing._messages import Answer, RecordedRequest
 from eid_auth.testing._state import ServerState, TestUser, new_refresh_token
 from eid_auth.testing.endpoints import token
@@ -44,6 +45,8 @@ class EmpowerIDTestServer:
       the request as JSON. ``/api/forbidden`` answers 403, ``/api/redirect?to=/api/x`` 302
       (``to`` may also be an ``http://127.0.0.1:<port>/...`` URL of another loopback server).
     * ``GET /oauth/.well-known/openid-configuration``: a discovery document.
+    * ``GET /oauth/.well-known/jwks``: the public keys that sign ID tokens (RS256, each
+      with a ``kid``); `rotate_signing_key` changes them.
 
     Args:
         client_id: The client's id.
@@ -59,6 +62,11 @@ class EmpowerIDTestServer:
             client must keep using the one it has.
         include_empty_error_fields: Success answers also carry ``"error": ""`` and
             ``"error_description": "null"``, as EmpowerID's do.
+        id_token_issuer: The ``iss`` of the ID tokens issued: EmpowerID's default, the
+            string ``"EmpowerID"``, while the discovery document's ``issuer`` is the
+            server's URL, as on an EmpowerID server left at its default. ``None`` makes
+            ``iss`` the discovery document's ``issuer``.
+
 
     Attributes:
         reject_all_access_tokens: Set to True to make the API answer 401 for every access
@@ -101,6 +109,7 @@ class EmpowerIDTestServer:
         reuse_detection: bool = True,
         return_refresh_token: bool = True,
         include_empty_error_fields: bool = True,
+        id_token_issuer: str | None = "EmpowerID",
     ) -> None:
         self.client_id = client_id
         self.client_secret = client_secret
@@ -111,6 +120,7 @@ class EmpowerIDTestServer:
         self.reuse_detection = reuse_detection
         self.return_refresh_token = return_refresh_token
         self.include_empty_error_fields = include_empty_error_fields
+        self.id_token_issuer = id_token_issuer
         # Plain attributes: single reads/writes of them are atomic, so no lock is needed.
         self.reject_all_access_tokens = False
         self.on_api_request: Callable[[], object] | None = None
@@ -360,7 +370,47 @@ class EmpowerIDTestServer:
             raise ValueError(f"count must be >= 0, not {count}")
         self._state.queue_faults(fault, count)
 
+    def rotate_signing_key(self, *, keep_previous: bool = True) -> str:
+        """Sign ID tokens with a newly generated RSA key from now on, under a new ``kid``.
+
+        The JWKS lists the new key and, with `keep_previous`, the one it replaces (ID
+        tokens signed before still verify), as a server does while it rolls keys over.
+
+        Returns:
+            The new key's ``kid``.
+
+        Example:
+            >>> kid = server.rotate_signing_key()  # doctest: +SKIP
+            >>> token = eid.refresh(refresh_token)  # doctest: +SKIP
+            >>> server.jwks_requests  # the client read the keys again for the new kid
+            2
+        """
+        return self._state.signing_keys.rotate(keep_previous=keep_previous)
+
+    def sign_id_token(self, claims: Mapping[str, Any]) -> str:
+        """Sign `claims`, exactly as given, with the key that signs this server's ID tokens.
+
+        For testing how a client treats an ID token that is authentic but wrong:
+        expired, for another audience, from another issuer, without a nonce.
+
+        Example:
+            >>> now = int(time.time())  # doctest: +SKIP
+            >>> id_token = server.sign_id_token({"iss": "EmpowerID", "sub": "p-1",
+            ...     "aud": "another-app", "iat": now, "exp": now + 60})  # doctest: +SKIP
+        """
+        return sign(self._state, claims)
+
     # -- observation ---------------------------------------------------------------------
+
+    @property
+    def jwks_requests(self) -> int:
+        """Number of requests for the JWKS (the ID tokens' signing keys).
+
+        Example:
+            >>> server.jwks_requests  # doctest: +SKIP
+            1
+        """
+        return self._state.signing_keys.jwks_requests
 
     @property
     def refresh_grants(self) -> int:

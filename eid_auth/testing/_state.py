@@ -16,6 +16,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 
 from eid_auth.testing._faults import FaultSpec
+from eid_auth.testing._id_token import SigningKeys
 from eid_auth.testing._messages import RecordedRequest
 
 __all__ = ["AccessToken", "Grant", "ServerState", "TestUser", "new_refresh_token"]
@@ -85,6 +86,7 @@ class ServerState:
         self.token_request_log: list[RecordedRequest] = []
         self.handler_errors: list[BaseException] = []
         self.id_tokens: list[str] = []
+        self.signing_keys = SigningKeys()  # the ID tokens' keys, served as the JWKS
         self.users: dict[str, TestUser] = {}
         self.grants_served: Counter[str] = Counter()  # successful grants, by grant_type
         # JWT bearer: trusted assertion issuer -> its key (HS256 secret or RSA public JWK).

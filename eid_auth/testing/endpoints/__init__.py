@@ -11,7 +11,15 @@ from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
 
 from eid_auth.testing._messages import Answer, RecordedRequest, not_found
-from eid_auth.testing.endpoints import api, discovery, token, tokeninfo, tokenrevoke, userinfo
+from eid_auth.testing.endpoints import (
+    api,
+    discovery,
+    jwks,
+    token,
+    tokeninfo,
+    tokenrevoke,
+    userinfo,
+)
 
 if TYPE_CHECKING:
     from eid_auth.testing._server import EmpowerIDTestServer
@@ -39,6 +47,7 @@ ROUTES: tuple[tuple[str, Endpoint], ...] = (
     (tokenrevoke.PATH, tokenrevoke.handle),
     (userinfo.PATH, userinfo.handle),
     (discovery.PATH, discovery.handle),
+    (jwks.PATH, jwks.handle),
     (api.PATH, api.handle),
 )
 
