@@ -9,7 +9,7 @@ the endpoints around a token's life build on it.
 from __future__ import annotations
 
 import threading
-from typing import Literal
+from typing import Any, Literal
 
 import httpx
 
@@ -282,6 +282,135 @@ class EmpowerIDClient:
         )
         return self._checked(token)
 
+    # -- the endpoints around a token's life ---------------------------------
+
+    def userinfo(self, access_token: str) -> dict[str, Any]:
+        """What the server says of the person an access token belongs to: GET
+        ``userinfo_endpoint`` with ``Authorization: Bearer``. EmpowerID's fields
+        include ``id`` (the person's GUID), ``username``, ``first_name``,
+        ``last_name`` and ``email``.
+
+        Raises:
+            EndpointError: the server refused (``status_code`` 401 and ``error``
+                ``"invalid_token"`` for an expired or revoked token), answered
+                something that is not a JSON object, or could not be reached.
+
+        Example:
+            >>> eid.userinfo(token.access_token)["username"]  # doctest: +SKIP
+            'jdoe'
+        """
+        from ._lifecycle import userinfo
+
+        _check_text("access_token", access_token)
+        return userinfo(self._endpoint, self.metadata.userinfo_endpoint, access_token)
+
+    def introspect(
+        self,
+        token: str,
+        token_type_hint: Literal["access_token", "refresh_token"] = "access_token",
+    ) -> dict[str, Any]:
+        """Ask the server whether a token is active (RFC 7662; EmpowerID's
+        ``tokeninfo_endpoint``), with the client's credentials in HTTP Basic.
+
+        Args:
+            token: an access or refresh token.
+            token_type_hint: ``"access_token"`` or ``"refresh_token"``;
+                EmpowerID requires one.
+
+        Returns:
+            The answer: ``{"active": False}``, or ``"active": True`` with
+            EmpowerID's ``client_id``, ``token_type``, ``username``, ``exp``,
+            ``iat``, ``nbf``, ``sub``, ``iss``...
+
+        Raises:
+            EndpointError: the server refused (``status_code`` 401: the client
+                credentials), answered without a boolean ``active``, or could not
+                be reached.
+
+        Example:
+            >>> eid.introspect(token.access_token)["active"]  # doctest: +SKIP
+            True
+        """
+        from ._lifecycle import introspect
+
+        _check_text("token", token)
+        _check_hint(token_type_hint)
+        url = self.metadata.introspection_endpoint
+        return introspect(self._endpoint, url, token, token_type_hint)
+
+    def revoke(
+        self,
+        token: str,
+        token_type_hint: Literal["access_token", "refresh_token"] = "access_token",
+    ) -> None:
+        """Revoke a token (RFC 7009; EmpowerID's ``tokenrevoke_endpoint``), with
+        the client's credentials in HTTP Basic. Revoking a refresh token ends its
+        grant; a token the server does not know is no error.
+
+        Args:
+            token: an access or refresh token.
+            token_type_hint: ``"access_token"`` or ``"refresh_token"``;
+                EmpowerID requires one.
+
+        Raises:
+            EndpointError: the server refused, or could not be reached.
+
+        Example:
+            >>> eid.revoke(token.refresh_token, token_type_hint="refresh_token")  # doctest: +SKIP
+        """
+        from ._lifecycle import revoke
+
+        _check_text("token", token)
+        _check_hint(token_type_hint)
+        revoke(self._endpoint, self.metadata.revocation_endpoint, token, token_type_hint)
+
+    def logout_url(
+        self,
+        *,
+        id_token_hint: str | None = None,
+        post_logout_redirect_uri: str | None = None,
+        state: str | None = None,
+        global_logout: bool = True,
+    ) -> str:
+        """The URL to send the person's browser to, to sign them out
+        (``end_session_endpoint``, EmpowerID's ``/oauth/v2/ui/logout``).
+
+        Args:
+            id_token_hint: the ID token of the sign-in to end.
+            post_logout_redirect_uri: where the server sends the browser
+                afterwards (registered with the application); without
+                ``id_token_hint`` the client ID is sent too.
+            state: given back on that redirect.
+            global_logout: EmpowerID's: end the person's EmpowerID session too
+                (its default), not only this application's.
+
+        Example:
+            >>> eid.logout_url(  # doctest: +SKIP
+            ...     id_token_hint=token.id_token,
+            ...     post_logout_redirect_uri="https://app.example.com/signed-out",
+            ... )
+            'https://eid.example.com/oauth/v2/ui/logout?id_token_hint=...&global_logout=true'
+        """
+        from ._lifecycle import logout_url
+
+        for name, value in (
+            ("id_token_hint", id_token_hint),
+            ("post_logout_redirect_uri", post_logout_redirect_uri),
+            ("state", state),
+        ):
+            if value is not None:
+                _check_text(name, value)
+        if not isinstance(global_logout, bool):
+            raise ConfigurationError("global_logout must be True or False")
+        return logout_url(
+            self.metadata.end_session_endpoint,
+            self.client_id,
+            id_token_hint=id_token_hint,
+            post_logout_redirect_uri=post_logout_redirect_uri,
+            state=state,
+            global_logout=global_logout,
+        )
+
     def close(self) -> None:
         """Close the HTTP clients this object created (never ``token_client``)."""
         self._endpoint.close()
@@ -323,3 +452,10 @@ class EmpowerIDClient:
 def _check_text(name: str, value: object) -> None:
     if not isinstance(value, str) or not value:
         raise ConfigurationError(f"{name} must be a non-empty string")
+
+
+def _check_hint(token_type_hint: object) -> None:
+    if token_type_hint not in ("access_token", "refresh_token"):
+        raise ConfigurationError(
+            f"token_type_hint must be 'access_token' or 'refresh_token', not {token_type_hint!r}"
+        )

@@ -12,6 +12,7 @@ or its attributes. The hierarchy::
     ├── InvalidTokenResponseError       a 2xx answer that is not a valid token response
     │   └── TokenResponseTooLargeError  an answer over 256 KiB (on the wire or decompressed)
     ├── TokenEndpointUnavailableError   connection errors, timeouts, 5xx, 429 after retries
+    ├── EndpointError                   userinfo, tokeninfo or tokenrevoke refused or failed
     ├── SignInError                     a person's sign-in (browser, device) brought no token
     │   ├── AccessDeniedError           the person (or the server) refused: access_denied
     │   └── SignInTimeoutError          no redirect in time, or the device code expired
@@ -29,6 +30,7 @@ __all__ = [
     "AccessDeniedError",
     "ConfigurationError",
     "EmpowerIDAuthError",
+    "EndpointError",
     "InvalidClientError",
     "InvalidGrantError",
     "InvalidTokenResponseError",
@@ -322,6 +324,36 @@ class TokenEndpointUnavailableError(EmpowerIDAuthError):
         super().__init__(message)
         self.status_code = status_code
         self.attempts = attempts
+
+
+class EndpointError(EmpowerIDAuthError):
+    """Userinfo, introspection (EmpowerID's tokeninfo) or revocation (its
+    tokenrevoke) failed: the server refused, answered something unusable, or
+    could not be reached after retries.
+
+    Attributes:
+        endpoint: the endpoint's name in RFC 8414's words, such as
+            ``"userinfo_endpoint"``.
+        status_code: the HTTP status of the answer, or ``None`` when no answer
+            came (connection error, timeout).
+        error: the OAuth error code of the answer (``"invalid_token"``...), or ``None``.
+        error_description: the server's explanation, with any secret removed.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        endpoint: str,
+        status_code: int | None,
+        error: str | None = None,
+        error_description: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.endpoint = endpoint
+        self.status_code = status_code
+        self.error = error
+        self.error_description = error_description
 
 
 class SignInError(EmpowerIDAuthError):

@@ -23,6 +23,7 @@ _EXAMPLE_ARGUMENTS = {
     "error_description": "the grant is gone",
     "status_code": 400,
     "attempts": 3,
+    "endpoint": "userinfo_endpoint",
 }
 
 
@@ -51,6 +52,7 @@ def test_every_public_error_is_known_to_the_round_trip_test() -> None:
     assert {cls.__name__ for cls in _public_errors()} >= {
         "ConfigurationError",
         "EmpowerIDAuthError",
+        "EndpointError",
         "InvalidClientError",
         "InvalidGrantError",
         "InvalidTokenResponseError",

@@ -116,6 +116,7 @@ def test_public_names() -> None:
             "EmpowerIDAuth",
             "EmpowerIDAuthError",
             "EmpowerIDClient",
+            "EndpointError",
             "InvalidClientError",
             "InvalidGrantError",
             "InvalidTokenResponseError",

@@ -1,0 +1,237 @@
+"""The endpoints around a token's life: userinfo, introspection (EmpowerID's
+``tokeninfo``), revocation (its ``tokenrevoke``), and the logout URL.
+
+EmpowerID's shapes: userinfo is a GET with ``Authorization: Bearer``;
+tokeninfo and tokenrevoke are form POSTs with the client's credentials in HTTP
+Basic and both ``token`` and ``token_type_hint``; revocation answers a ``null``
+body. Every request goes through ``send_token_request`` (a deadline, a size
+cap) and is retried like a token request (connection failures, 5xx and 429,
+with backoff and ``Retry-After``): each is safe to repeat, revoking twice is
+revoking once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any, Literal
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from ._exceptions import EndpointError, redact, secrets_in_answer
+from ._token_endpoint import _MAX_RETRY_AFTER, API_KEY_HEADER, TokenEndpoint, basic_credentials
+from ._token_endpoint import _failure_of as failure_of
+from ._transport import MAX_RESPONSE_BYTES, Answer, Failure, send_token_request
+
+__all__ = ["TokenTypeHint", "introspect", "logout_url", "revoke", "userinfo"]
+
+logger = logging.getLogger("eid_auth")
+
+TokenTypeHint = Literal["access_token", "refresh_token"]
+
+
+def userinfo(endpoint: TokenEndpoint, url: str, access_token: str) -> dict[str, Any]:
+    """The claims of the person ``access_token`` belongs to (GET with Bearer)."""
+    headers = {"Authorization": f"Bearer {access_token}", "Accept": "application/json"}
+    secrets = (access_token,)
+    answer = _call(endpoint, "userinfo_endpoint", url, "GET", headers, None, secrets)
+    return _json_object(answer, "userinfo_endpoint", url, _secrets(endpoint, secrets))
+
+
+def introspect(
+    endpoint: TokenEndpoint, url: str, token: str, token_type_hint: TokenTypeHint
+) -> dict[str, Any]:
+    """The tokeninfo answer for ``token``: ``{"active": false}`` or its claims."""
+    headers, body = _token_form(endpoint, token, token_type_hint)
+    answer = _call(endpoint, "introspection_endpoint", url, "POST", headers, body, (token,))
+    info = _json_object(answer, "introspection_endpoint", url, _secrets(endpoint, (token,)))
+    if not isinstance(info.get("active"), bool):
+        raise EndpointError(
+            f"introspection_endpoint {url} answered HTTP {answer.status} without a "
+            'boolean "active": is it the tokeninfo endpoint?',
+            endpoint="introspection_endpoint",
+            status_code=answer.status,
+        )
+    return info
+
+
+def revoke(endpoint: TokenEndpoint, url: str, token: str, token_type_hint: TokenTypeHint) -> None:
+    """Revoke ``token``; a token the server does not know is no error (RFC 7009)."""
+    headers, body = _token_form(endpoint, token, token_type_hint)
+    answer = _call(endpoint, "revocation_endpoint", url, "POST", headers, body, (token,))
+    # EmpowerID answers "null"; any 2xx is success, unless it names an error.
+    document = _loads(answer.content)
+    if isinstance(document, dict) and document.get("error"):
+        raise _refused("revocation_endpoint", url, answer, document, _secrets(endpoint, (token,)))
+
+
+def logout_url(
+    end_session_endpoint: str,
+    client_id: str,
+    *,
+    id_token_hint: str | None,
+    post_logout_redirect_uri: str | None,
+    state: str | None,
+    global_logout: bool,
+) -> str:
+    """The URL that signs the person out (OpenID Connect RP-Initiated Logout, with
+    EmpowerID's ``global_logout``); the endpoint's own query parameters are kept."""
+    params: list[tuple[str, str]] = []
+    if id_token_hint is not None:
+        params.append(("id_token_hint", id_token_hint))
+    if post_logout_redirect_uri is not None:
+        params.append(("post_logout_redirect_uri", post_logout_redirect_uri))
+        if id_token_hint is None:
+            # Without the hint the server learns the client only from client_id.
+            params.append(("client_id", client_id))
+    if state is not None:
+        params.append(("state", state))
+    params.append(("global_logout", "true" if global_logout else "false"))
+    parts = urlsplit(end_session_endpoint)
+    query = parse_qsl(parts.query, keep_blank_values=True) + params
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+# -- internals ------------------------------------------------------------------
+
+
+def _token_form(
+    endpoint: TokenEndpoint, token: str, token_type_hint: TokenTypeHint
+) -> tuple[dict[str, str], bytes]:
+    """tokeninfo's and tokenrevoke's request: the client in HTTP Basic, as
+    EmpowerID documents it (a public client sends its client_id in the body)."""
+    form = {"token": token, "token_type_hint": token_type_hint}
+    headers = {"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"}
+    secret = endpoint._client_secret  # the same client settings as the token endpoint
+    if secret is None:
+        form["client_id"] = endpoint.client_id
+    else:
+        headers["Authorization"] = f"Basic {basic_credentials(endpoint.client_id, secret)[0]}"
+    return headers, urlencode(form).encode()
+
+
+def _secrets(endpoint: TokenEndpoint, secrets: tuple[str, ...]) -> tuple[str | None, ...]:
+    return (
+        *secrets,
+        endpoint._client_secret,
+        endpoint._api_key,
+        *endpoint._basic_credentials,
+    )
+
+
+def _call(
+    endpoint: TokenEndpoint,
+    name: str,
+    url: str,
+    method: str,
+    headers: dict[str, str],
+    body: bytes | None,
+    secrets: tuple[str, ...],
+) -> Answer:
+    """Send the request, with the token endpoint's retries; a 2xx answer or an error."""
+    api_key = endpoint._api_key
+    if api_key is not None:
+        headers = {**headers, API_KEY_HEADER: api_key}
+    client = endpoint._client_for("httpx")
+    attempts = endpoint.max_retries + 1
+    for attempt in range(1, attempts + 1):
+        answer = send_token_request(client, url, headers, body, endpoint.timeout, method=method)
+        failure = answer if isinstance(answer, Failure) else failure_of(answer)
+        if failure is None:
+            assert isinstance(answer, Answer)
+            if answer.too_large:
+                raise EndpointError(
+                    f"{name} {url} answered HTTP {answer.status} with a body over "
+                    f"{MAX_RESPONSE_BYTES // 1024} KiB; is it the right URL?",
+                    endpoint=name,
+                    status_code=answer.status,
+                )
+            if not 200 <= answer.status < 300:
+                raise _refused(
+                    name, url, answer, _loads(answer.content), _secrets(endpoint, secrets)
+                )
+            return answer
+        # Raised outside any ``except`` block: a chained httpx error would hold the request.
+        if attempt == attempts:
+            raise EndpointError(
+                f"{name} {url} failed {attempts} time(s); last: {failure.reason}",
+                endpoint=name,
+                status_code=failure.status_code,
+            ) from failure.cause
+        delay = endpoint._backoff(attempt - 1)
+        if failure.retry_after is not None:
+            if failure.retry_after > _MAX_RETRY_AFTER:
+                raise EndpointError(
+                    f"{name} {url} answered {failure.reason} and asked to retry after "
+                    f"{failure.retry_after:.0f}s; not waiting that long",
+                    endpoint=name,
+                    status_code=failure.status_code,
+                )
+            delay = max(delay, failure.retry_after)
+        logger.warning(
+            "%s request failed (%s); retry %d of %d in %.2fs",
+            name,
+            failure.reason,
+            attempt,
+            endpoint.max_retries,
+            delay,
+        )
+        time.sleep(delay)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+_NOT_JSON: Any = object()
+
+
+def _loads(content: bytes) -> Any:
+    try:
+        return json.loads(content)
+    except (ValueError, RecursionError):
+        return _NOT_JSON
+
+
+def _json_object(
+    answer: Answer, name: str, url: str, secrets: tuple[str | None, ...]
+) -> dict[str, Any]:
+    document = _loads(answer.content)
+    if not isinstance(document, dict):
+        raise EndpointError(
+            f"{name} {url} answered HTTP {answer.status} with a body that is not a JSON "
+            "object; is it the right URL?",
+            endpoint=name,
+            status_code=answer.status,
+        )
+    if document.get("error"):  # EmpowerID may say "error": "" on success
+        raise _refused(name, url, answer, document, secrets)
+    return document
+
+
+def _refused(
+    name: str, url: str, answer: Answer, document: Any, secrets: tuple[str | None, ...]
+) -> EndpointError:
+    # Only the error code and description are quoted, redacted; any other
+    # field of the answer may be a token.
+    secrets = (*secrets, *secrets_in_answer(document, successful=False))
+    error = description = None
+    if isinstance(document, dict):
+        raw_error, raw_description = document.get("error"), document.get("error_description")
+        if isinstance(raw_error, str) and raw_error:
+            error = redact(raw_error, secrets)[:100]
+        if isinstance(raw_description, str) and raw_description not in ("", "null"):
+            description = redact(raw_description[:65536], secrets)[:500]
+    if error is None and description is None:
+        detail = "no OAuth error"
+    else:
+        detail = f"{error or 'no OAuth error code'}: {description or 'no description'}"
+    hint = ""
+    if answer.status == 401 and name == "userinfo_endpoint":
+        hint = "; the access token is expired, revoked or not this server's"
+    elif answer.status == 401:
+        hint = "; check client_id and client_secret"
+    return EndpointError(
+        f"{name} {url} answered HTTP {answer.status} ({detail}){hint}",
+        endpoint=name,
+        status_code=answer.status,
+        error=error,
+        error_description=description,
+    )
