@@ -25,6 +25,8 @@ from eid_auth.testing._id_token import issue_id_token, sign
 from eid_auth.testing._messages import Answer, RecordedRequest
 from eid_auth.testing._state import ServerState, TestUser, new_refresh_token
 from eid_auth.testing.endpoints import token
+from eid_auth.testing.endpoints.device_authorization import DeviceAuthorization
+from eid_auth.testing.grants import device_code
 
 __all__ = ["EmpowerIDTestServer", "FaultSpec", "RecordedRequest", "TestUser"]
 
@@ -45,6 +47,10 @@ class EmpowerIDTestServer:
       the request as JSON. ``/api/forbidden`` answers 403, ``/api/redirect?to=/api/x`` 302
       (``to`` may also be an ``http://127.0.0.1:<port>/...`` URL of another loopback server).
     * ``GET /oauth/.well-known/openid-configuration``: a discovery document.
+    * ``GET /oauth/v2/ui/authorize``: the authorization code grant's sign-in, done without
+      a person (`sign_in`), then a 302 back to a loopback redirect URI; PKCE S256.
+    * ``POST /oauth/v2/device/authorize``: device authorization; a test completes the
+      sign-in with `approve_device` or `deny_device`.
     * ``GET /oauth/.well-known/jwks``: the public keys that sign ID tokens (RS256, each
       with a ``kid``); `rotate_signing_key` changes them.
 
@@ -67,7 +73,6 @@ class EmpowerIDTestServer:
             server's URL, as on an EmpowerID server left at its default. ``None`` makes
             ``iss`` the discovery document's ``issuer``.
 
-
     Attributes:
         reject_all_access_tokens: Set to True to make the API answer 401 for every access
             token, even freshly issued ones (e.g. to check a client doesn't loop on 401s).
@@ -87,6 +92,24 @@ class EmpowerIDTestServer:
         test_user: The person who signs in with the password grant unless a test adds
             others (`add_user`): username ``"jdoe"``, password
             ``"correct horse battery staple"``.
+        sign_in: How the authorization endpoint's automatic sign-in ends: ``"approve"``
+            (as `sign_in_username`, by default `test_user`) or ``"deny"``
+            (``error=access_denied`` on the redirect).
+        sign_in_username: Who approves the browser sign-in; None for `test_user`.
+        redirect_uris: The client's registered redirect URIs; a loopback one matches any
+            port (RFC 8252). None (the default) accepts any ``http`` loopback URI.
+        require_pkce: The authorization endpoint refuses a request without a
+            ``code_challenge`` (S256 is the only method accepted either way).
+        authorization_code_lifetime: Seconds an authorization code stays valid.
+        device_interval: The polling interval the device authorization endpoint states
+            (seconds; a float is allowed, so tests stay fast).
+        device_interval_name: Its key: ``"interval"`` or ``"polling_interval"``, EmpowerID's
+            two spellings.
+        device_code_lifetime: The device code's ``expires_in``, in seconds.
+        device_grant_types: The polling ``grant_type`` spellings the token endpoint knows
+            (the URN and ``"device_code"``); others get ``unsupported_grant_type``.
+        on_device_authorization: A callable run with the user code each time a device code
+            is issued (``server.approve_device`` approves every device sign-in at once).
 
     Example:
         >>> with EmpowerIDTestServer() as server:  # doctest: +SKIP
@@ -128,6 +151,16 @@ class EmpowerIDTestServer:
         self.client_credentials_enabled = True
         self.publish_discovery = True
         self.discovery_overrides: dict[str, Any] = {}
+        self.sign_in = "approve"
+        self.sign_in_username: str | None = None
+        self.redirect_uris: list[str] | None = None
+        self.require_pkce = True
+        self.authorization_code_lifetime = 60.0
+        self.device_interval = 5.0
+        self.device_interval_name = "interval"
+        self.device_code_lifetime = 600.0
+        self.device_grant_types: tuple[str, ...] = device_code.GRANT_TYPES
+        self.on_device_authorization: Callable[[str], object] | None = None
 
         self._state = ServerState()
         self._lifecycle_lock = threading.Lock()
@@ -358,6 +391,39 @@ class EmpowerIDTestServer:
         with self._state.lock:
             self._state.assertion_keys[issuer] = key
 
+    def approve_device(self, user_code: str, username: str | None = None) -> None:
+        """Complete a device sign-in as the person would on the verification page: the
+        device's next poll gets tokens for `username` (`test_user` when None).
+
+        Raises:
+            KeyError: no pending device authorization has this user code, or no user this
+                username.
+
+        Example:
+            >>> token = eid.login_with_device(  # doctest: +SKIP
+            ...     scope="openid", prompt=lambda device: server.approve_device(device.user_code)
+            ... )
+        """
+        name = self.test_user.username if username is None else username
+        with self._state.lock:
+            user = self._state.users.get(name)
+            if user is None:
+                raise KeyError(f"no user {name!r}: add_user() first")
+            record = self._pending_device(user_code)
+            record.status, record.username, record.person_id = "approved", name, user.person_id
+
+    def deny_device(self, user_code: str) -> None:
+        """Refuse a device sign-in: the device's next poll gets ``access_denied``.
+
+        Raises:
+            KeyError: no pending device authorization has this user code.
+
+        Example:
+            >>> server.deny_device(device.user_code)  # doctest: +SKIP
+        """
+        with self._state.lock:
+            self._pending_device(user_code).status = "denied"
+
     def fail_next(self, fault: FaultSpec, count: int = 1) -> None:
         """Queue `fault` for each of the next `count` token endpoint requests.
 
@@ -491,6 +557,14 @@ class EmpowerIDTestServer:
         self._state.reset_counters()
 
     # -- internals ---------------------------------------------------------------------
+
+    def _pending_device(self, user_code: str) -> DeviceAuthorization:
+        # The lock is held by the caller.
+        wanted = user_code.upper().replace(" ", "")
+        for record in self._state.device_authorizations.values():
+            if record.user_code == wanted and record.status == "pending":
+                return record
+        raise KeyError("no pending device authorization has this user code")
 
     def _respond(self, request: RecordedRequest) -> Answer | None:
         return endpoints.respond(self, self._state, request)

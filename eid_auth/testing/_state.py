@@ -14,10 +14,15 @@ import threading
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from eid_auth.testing._faults import FaultSpec
 from eid_auth.testing._id_token import SigningKeys
 from eid_auth.testing._messages import RecordedRequest
+
+if TYPE_CHECKING:
+    from eid_auth.testing.endpoints.authorize import IssuedCode
+    from eid_auth.testing.endpoints.device_authorization import DeviceAuthorization
 
 __all__ = ["AccessToken", "Grant", "ServerState", "TestUser", "new_refresh_token"]
 
@@ -91,6 +96,8 @@ class ServerState:
         self.grants_served: Counter[str] = Counter()  # successful grants, by grant_type
         # JWT bearer: trusted assertion issuer -> its key (HS256 secret or RSA public JWK).
         self.assertion_keys: dict[str, str | dict[str, str]] = {}
+        self.authorization_codes: dict[str, IssuedCode] = {}  # every code ever issued
+        self.device_authorizations: dict[str, DeviceAuthorization] = {}  # by device code
 
     # -- tokens (the lock must be held where noted) ----------------------------------------
 
@@ -165,7 +172,13 @@ class ServerState:
     def issued_tokens(self) -> set[str]:
         """Every refresh, access and ID token issued so far."""
         with self.lock:
-            return {*self.refresh_index, *self.access_index, *self.id_tokens}
+            return {
+                *self.refresh_index,
+                *self.access_index,
+                *self.id_tokens,
+                *self.authorization_codes,
+                *self.device_authorizations,
+            }
 
     # -- faults, counters and logs -------------------------------------------------------
 

@@ -13,6 +13,8 @@ from urllib.parse import urlsplit
 from eid_auth.testing._messages import Answer, RecordedRequest, not_found
 from eid_auth.testing.endpoints import (
     api,
+    authorize,
+    device_authorization,
     discovery,
     jwks,
     token,
@@ -48,6 +50,8 @@ ROUTES: tuple[tuple[str, Endpoint], ...] = (
     (userinfo.PATH, userinfo.handle),
     (discovery.PATH, discovery.handle),
     (jwks.PATH, jwks.handle),
+    (authorize.PATH, authorize.handle),
+    (device_authorization.PATH, device_authorization.handle),
     (api.PATH, api.handle),
 )
 

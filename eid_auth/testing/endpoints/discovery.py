@@ -11,7 +11,15 @@ from typing import TYPE_CHECKING, Any
 
 from eid_auth.testing._id_token import SIGNING_ALGORITHM
 from eid_auth.testing._messages import Answer, RecordedRequest, not_found
-from eid_auth.testing.endpoints import jwks, token, tokeninfo, tokenrevoke, userinfo
+from eid_auth.testing.endpoints import (
+    authorize,
+    device_authorization,
+    jwks,
+    token,
+    tokeninfo,
+    tokenrevoke,
+    userinfo,
+)
 from eid_auth.testing.grants import GRANT_TYPES
 
 if TYPE_CHECKING:
@@ -42,15 +50,17 @@ def _document(base: str) -> dict[str, Any]:
     return {
         # ID tokens say "EmpowerID" by default (the server's id_token_issuer), as EmpowerID's do.
         "issuer": base,
-        "authorization_endpoint": base + "/oauth/v2/ui/authorize",
+        "authorization_endpoint": base + authorize.PATH,
+        "device_authorization_endpoint": base + device_authorization.PATH,
+        "code_challenge_methods_supported": ["S256"],
         "token_endpoint": base + token.PATH,
         # EmpowerID's own names for introspection and revocation.
         "tokeninfo_endpoint": base + tokeninfo.PATH,
         "tokenrevoke_endpoint": base + tokenrevoke.PATH,
         "userinfo_endpoint": base + userinfo.PATH,
+        "end_session_endpoint": base + END_SESSION_PATH,
         "jwks_uri": base + jwks.PATH,
         "id_token_signing_alg_values_supported": [SIGNING_ALGORITHM],
-        "end_session_endpoint": base + END_SESSION_PATH,
         "grant_types_supported": list(GRANT_TYPES),
         "response_types_supported": ["code"],
         "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],

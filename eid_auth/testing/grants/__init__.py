@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING, Protocol
 
 from eid_auth.testing._messages import Answer, RecordedRequest
 from eid_auth.testing.grants import (
+    authorization_code,
     client_credentials,
+    device_code,
     jwt_bearer,
     password,
     refresh_token,
@@ -50,4 +52,6 @@ GRANT_TYPES: Mapping[str, TokenGrant] = {
     "password": password.handle,
     jwt_bearer.GRANT_TYPE: jwt_bearer.handle,
     token_exchange.GRANT_TYPE: token_exchange.handle,
+    "authorization_code": authorization_code.handle,
+    **dict.fromkeys(device_code.GRANT_TYPES, device_code.handle),
 }
