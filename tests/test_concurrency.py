@@ -184,11 +184,6 @@ def test_a_slow_refresh_does_not_starve_a_tiny_connection_pool(
     assert server.refresh_grants == 2
 
 
-@pytest.mark.skipif(
-    tuple(int(p) for p in httpx.__version__.split(".")[:2]) < (0, 28),
-    reason="httpx 0.24's sync pool (httpcore 0.17) fails this with EBADF inside httpcore; "
-    "not yet investigated",
-)
 def test_a_slow_refresh_does_not_starve_a_tiny_sync_pool(
     server: EmpowerIDTestServer, auth_factory: AuthFactory
 ) -> None:
@@ -204,7 +199,17 @@ def test_a_slow_refresh_does_not_starve_a_tiny_sync_pool(
 
         def one() -> None:
             barrier.wait()
-            statuses.append(client.get(server.api_url("/api/x")).status_code)
+            try:
+                response = client.get(server.api_url("/api/x"))
+            except httpx.ReadError as exc:
+                # httpcore's sync pool can close a connection it has just handed
+                # to a queued request (encode/httpcore#1110): EBADF, now and then,
+                # under load. Not what this test is about: starvation shows as a
+                # PoolTimeout, which is not caught here.
+                if "Bad file descriptor" not in str(exc):
+                    raise
+                response = client.get(server.api_url("/api/x"))
+            statuses.append(response.status_code)
 
         threads = [threading.Thread(target=one) for _ in range(10)]
         for t in threads:
