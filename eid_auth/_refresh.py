@@ -12,8 +12,11 @@ never needs an event loop to finish, a cancelled task cannot abandon a refresh
 half-way (losing a rotated refresh token), and a synchronous caller blocking an
 event loop's thread cannot deadlock with a task of that loop.
 
-The parts, each in its own module: the single flight (``_flight``), the timing
-policy (``_timing``: refresh windows, jitter, cooldowns, the 401-storm pause).
+The parts, each in its own module: the single flight (``_flight``), the store
+protocol (``_store_protocol``: read, lock, re-read, renew or adopt, write), the
+timing policy (``_timing``: refresh windows, jitter, cooldowns, the 401-storm
+pause), and how to get the next token (``_renewal``: the refresh grant, or the
+grant that issued the first token). The coordinator joins them.
 """
 
 from __future__ import annotations
@@ -31,24 +34,22 @@ from dataclasses import dataclass
 from . import _timing
 from ._exceptions import (
     EmpowerIDAuthError,
-    InvalidGrantError,
     MissingRefreshTokenError,
     TokenEndpointUnavailableError,
     TokenStoreError,
 )
 from ._flight import Flight, start_renewal_thread
+from ._renewal import RefreshTokenRenewal, Renewal
+from ._store_protocol import RememberedInvalidGrant, StoreProtocol
 from ._timing import RejectedTokenPause, TokenState, same_access_token
 from ._token import Token
 from ._token_endpoint import Adapter, TokenEndpoint
 from .stores import StoredToken, TokenStore
-from .stores._base import fingerprint
 
 __all__ = ["RefreshCoordinator", "same_access_token"]
 
 logger = logging.getLogger("eid_auth")
 
-# How many seeding refresh tokens a store recognises (as fingerprints).
-_SEEDS_KEPT = 10
 # Failures that leave a still-valid token usable: nobody said it is bad.
 _TRANSIENT = (TokenEndpointUnavailableError, TokenStoreError)
 # The timing policy (see _timing): read from here at each use, so it can be tuned.
@@ -56,10 +57,6 @@ INVALID_GRANT_MEMORY = _timing.INVALID_GRANT_MEMORY
 REJECTED_TOKEN_PAUSE = _timing.REJECTED_TOKEN_PAUSE
 EXIT_GRACE = _timing.EXIT_GRACE
 _make_state = _timing.make_state
-
-
-class _RememberedInvalidGrant(InvalidGrantError):
-    """An ``InvalidGrantError`` raised from memory, without a token request."""
 
 
 @dataclass(frozen=True)
@@ -74,12 +71,12 @@ class _Replace:
 
 
 class RefreshCoordinator:
-    """Holds the current token and makes sure one refresh runs at a time.
+    """Holds the current token and makes sure one renewal runs at a time.
 
-    Within a process, the flight makes threads and tasks share one refresh.
+    Within a process, the flight makes threads and tasks share one renewal.
     Across processes, the store's lock does: the flight's leader takes it,
-    re-reads the store, and refreshes only if the store still holds the token
-    that needed replacing.
+    re-reads the store, and renews only if the store still holds the token
+    that needed replacing. ``renewal`` says how (the refresh grant by default).
     """
 
     def __init__(
@@ -91,32 +88,48 @@ class RefreshCoordinator:
         shared: bool,
         leeway: float,
         on_refresh: Callable[[Token], object] | None,
+        renewal: Renewal | None = None,
+        grant: str | None = None,
     ) -> None:
         self._endpoint = endpoint
-        self._store = store
-        self._seed = seed
+        self._renewal: Renewal = RefreshTokenRenewal() if renewal is None else renewal
         # A store only we use holds what we hold: no need to read it first.
         self._shared = shared
         self._leeway = leeway
         self._on_refresh = on_refresh
         self._lock = threading.Lock()
         self._flight: Flight | None = None
-        # A refreshed record the store refused to take (written again at the
-        # next refresh), with the spent refresh token it replaced.
-        self._unsaved: tuple[StoredToken, str | None] | None = None
-        # The generation of the newest record this process has used: an older
-        # one (a store restored from a backup, a lagging replica) is not adopted.
-        self._generation = 0
-        self._warned_about_seed = False
+        self._records = StoreProtocol(
+            endpoint=endpoint,
+            store=store,
+            renewal=self._renewal,
+            grant=grant,
+            seed=seed,
+            shared=shared,
+            leeway=leeway,
+            kept=self._kept_refresh_token,
+        )
         # The 401 rules (see retry_after_401).
         self._pause = RejectedTokenPause()
         if shared:
             self._state = TokenState(None, None, float("-inf"))
         else:
-            record = self._seed_record()
+            record = self._records.seed_record()
             store.write(record)
-            self._state = _make_state(record.token, record.refresh_token, leeway)
+            self._state = self._make_state(record.token, record.refresh_token)
         _live.add(self)
+
+    def _make_state(self, token: Token | None, refresh_token: str | None) -> TokenState:
+        return _make_state(
+            token,
+            refresh_token,
+            self._leeway,
+            renewable=not self._renewal.needs_refresh_token,
+        )
+
+    def _kept_refresh_token(self, token: Token | None, refresh_token: str) -> None:
+        with self._lock:
+            self._state = self._make_state(token, refresh_token)
 
     @property
     def token(self) -> Token | None:
@@ -124,8 +137,13 @@ class RefreshCoordinator:
 
     @property
     def can_refresh(self) -> bool:
-        # A shared store may hold a refresh token this process has not seen.
-        return self._state.refresh_token is not None or self._shared
+        # A shared store may hold a refresh token this process has not seen;
+        # some grants need none.
+        return (
+            self._state.refresh_token is not None
+            or self._shared
+            or not self._renewal.needs_refresh_token
+        )
 
     def retry_after_401(self, rejected: Token) -> bool:
         """Whether a request the API answered 401 should be re-sent with a newer
@@ -313,7 +331,7 @@ class RefreshCoordinator:
                         )
                     return flight.pending, False
                 return flight, False
-            if state.refresh_token is None and not self._shared:
+            if state.refresh_token is None and not self.can_refresh:
                 raise MissingRefreshTokenError(
                     "the access token needs replacing but there is no refresh token; "
                     "give EmpowerIDAuth a refresh_token (or a token= that has one)"
@@ -327,10 +345,12 @@ class RefreshCoordinator:
         refreshed = False
         error: Exception | None = None
         try:
-            record, refreshed = self._replace_in_store(stale, adapter)
+            record, refreshed = self._records.replace(
+                stale, adapter, invalid_grant_memory=INVALID_GRANT_MEMORY
+            )
         except Exception as exc:
             error = exc
-            if isinstance(exc, _RememberedInvalidGrant):
+            if isinstance(exc, RememberedInvalidGrant):
                 logger.debug("token refresh skipped: %s", exc)
             else:
                 logger.warning("token refresh failed: %s", exc)
@@ -352,8 +372,8 @@ class RefreshCoordinator:
                 # A refresh the API's 401 caused: see resend_rejected.
                 self._pause.replaced(stale, token, renewed=refreshed)
                 if record is not None:
-                    self._state = _make_state(record.token, record.refresh_token, self._leeway)
-                    self._generation = record.generation
+                    self._state = self._make_state(record.token, record.refresh_token)
+                    self._records.generation = record.generation
                 elif error is not None:
                     # Early refreshes pause, whatever the failure, instead of one
                     # token request per request; a token that expires meanwhile
@@ -363,229 +383,6 @@ class RefreshCoordinator:
                     )
                 self._flight = None
             flight.finish(token, error)
-
-    def _replace_in_store(self, stale: Token | None, adapter: Adapter) -> tuple[StoredToken, bool]:
-        """Under the store's lock: adopt a newer stored token, or refresh and store.
-
-        Returns the record now current and whether we refreshed.
-        """
-        if self._shared and self._unsaved is None:
-            # Most often another process has refreshed already: a plain read
-            # (atomic in every store) finds its token without queueing for the lock.
-            found = self._check(self._store.read(), stale, fresh=False)
-            if found is not None:
-                return found, False
-        with self._store.lock(timeout=self._endpoint.longest_refresh):
-            record = self._current_record()
-            if self._check(record, stale, fresh=True) is not None:
-                return record, False
-            if record.refresh_token is None:
-                raise MissingRefreshTokenError(
-                    f"the access token needs replacing but there is no refresh token "
-                    f"(in {self._store.describe()}); give EmpowerIDAuth a refresh_token"
-                )
-
-            def keep_refresh_token(refresh_token: str) -> None:
-                # A rotated refresh token from an unusable answer: the old one
-                # is spent, so the new one must be stored before anything else.
-                nonlocal record
-                spent = record.refresh_token
-                token = record.token
-                if token is not None:
-                    token = dataclasses.replace(token, refresh_token=refresh_token)
-                record = dataclasses.replace(
-                    record,
-                    generation=record.generation + 1,
-                    token=token,
-                    refresh_token=refresh_token,
-                    updated_at=time.time(),
-                )
-                self._write(record, spent)
-                with self._lock:
-                    self._state = _make_state(token, refresh_token, self._leeway)
-
-            logger.debug("refreshing the access token at %s", self._endpoint.url)
-            try:
-                token = self._endpoint.refresh(record.refresh_token, adapter, keep_refresh_token)
-            except InvalidGrantError as exc:
-                self._remember_invalid_grant(record, exc)
-                raise
-            new = record.successor(token)
-            self._write(new, record.refresh_token)
-            return new, True
-
-    def _check(
-        self, record: StoredToken | None, stale: Token | None, *, fresh: bool
-    ) -> StoredToken | None:
-        """``record`` if it holds a token other than ``stale`` that is fresh (or,
-        with ``fresh=False``, at least unexpired: it is used while it is being
-        refreshed); raises if its refresh token was refused a moment ago."""
-        if record is None or (record.client_id, record.token_endpoint) != (
-            self._endpoint.client_id,
-            self._endpoint.url,
-        ):
-            return None  # _current_record explains a foreign record, under the lock
-        if not fresh and record.generation < self._generation:
-            return None  # older than what we used; decided under the lock
-        if record.invalid_grant_at is not None and not self._brings_new_grant(record):
-            self._raise_remembered_invalid_grant(record)
-        current = record.token
-        if current is None or same_access_token(current, stale):
-            return None
-        now = time.time()
-        if _make_state(current, record.refresh_token, self._leeway).is_fresh(now) or (
-            not fresh and not current.is_expired(now=now)
-        ):
-            logger.debug("using the token stored in %s", self._store.describe())
-            return record
-        return None
-
-    def _current_record(self) -> StoredToken:
-        """The store's record (under its lock), seeded or repaired where needed."""
-        if not self._shared:
-            record = self._store.read()
-            assert record is not None
-            return record
-        record = self._store.read()
-        if self._unsaved is not None:
-            unsaved, spent = self._unsaved
-            if record is None or record.refresh_token == spent:
-                # Our last refresh could not be stored, and the store still holds
-                # the refresh token it spent (perhaps marked refused by a process
-                # that tried it): ours is the grant's newest. Store it now; if
-                # that fails too, it stays ours and the error goes to the caller.
-                unsaved = dataclasses.replace(
-                    unsaved, generation=(0 if record is None else record.generation) + 1
-                )
-                self._store.write(unsaved)
-                self._unsaved = None
-                logger.warning("stored the token that an earlier write failed to store")
-                return unsaved
-            # Someone stored another refresh token since (a new sign-in, say).
-            self._unsaved = None
-        if record is None:
-            if self._seed is None:
-                raise MissingRefreshTokenError(
-                    f"{self._store.describe()} is empty and no refresh_token= was given to "
-                    "seed it; give one to the first process that starts"
-                )
-            record = self._seed_record()
-            self._store.write(record)
-            logger.info("seeded %s from the configuration", self._store.describe())
-            return record
-        if (record.client_id, record.token_endpoint) != (
-            self._endpoint.client_id,
-            self._endpoint.url,
-        ):
-            raise TokenStoreError(
-                f"{self._store.describe()} holds the token of client {record.client_id!r} "
-                f"at {record.token_endpoint}, not of client {self._endpoint.client_id!r} at "
-                f"{self._endpoint.url}; give each client its own store (file path or key)"
-            )
-        seed = self._seed_refresh_token()
-        if (
-            seed is not None
-            and not self._warned_about_seed
-            and seed != record.refresh_token
-            and fingerprint(seed) not in record.seeds
-            and record.invalid_grant_at is None
-        ):
-            self._warned_about_seed = True
-            logger.warning(
-                "the configured refresh token is not the one %s was seeded with; the "
-                "store's token is used. To start from the configured one, clear the store",
-                self._store.describe(),
-            )
-        if self._brings_new_grant(record):
-            # The stored grant is lost and the configuration brings another
-            # refresh token: a new sign-in, so it replaces the dead one.
-            new = dataclasses.replace(
-                self._seed_record(),
-                generation=record.generation + 1,
-                seeds=(*record.seeds, *self._seed_record().seeds)[-_SEEDS_KEPT:],
-            )
-            self._store.write(new)
-            logger.info(
-                "replaced the refused token in %s with the configured one", self._store.describe()
-            )
-            return new
-        return record
-
-    def _brings_new_grant(self, record: StoredToken) -> bool:
-        """Whether the stored grant was refused and our configuration has another
-        refresh token: a new sign-in, which replaces the dead one."""
-        seed = self._seed_refresh_token()
-        return (
-            self._shared
-            and record.invalid_grant_at is not None
-            and seed is not None
-            and seed != record.refresh_token
-            and fingerprint(seed) not in record.seeds
-        )
-
-    def _seed_record(self) -> StoredToken:
-        seed = self._seed
-        token = seed if isinstance(seed, Token) else None
-        refresh_token = self._seed_refresh_token()
-        return StoredToken(
-            client_id=self._endpoint.client_id,
-            token_endpoint=self._endpoint.url,
-            generation=1,
-            token=token,
-            refresh_token=refresh_token,
-            seeds=() if refresh_token is None else (fingerprint(refresh_token),),
-        )
-
-    def _seed_refresh_token(self) -> str | None:
-        seed = self._seed
-        return seed.refresh_token if isinstance(seed, Token) else seed
-
-    def _write(self, record: StoredToken, spent: str | None) -> None:
-        """Store a refreshed record. If the store refuses, keep it anyway, and say so.
-
-        Dropping it would lose the only copy of a rotated refresh token (and
-        with it the grant); this process uses it and writes it again at its
-        next refresh. Until then, other processes find a spent refresh token.
-        """
-        try:
-            self._store.write(record)
-        except TokenStoreError as exc:
-            if not self._shared:
-                raise
-            if self._unsaved is not None:
-                spent = self._unsaved[1]  # the store still holds the older one
-            self._unsaved = (record, spent)
-            logger.error(  # noqa: TRY400 - the message says all; no traceback
-                "the refreshed token could not be stored, so other processes cannot see "
-                "it (they will find a refresh token that is already spent); this process "
-                "keeps using it and stores it again at its next refresh: %s",
-                exc,
-            )
-        else:
-            self._unsaved = None
-
-    def _remember_invalid_grant(self, record: StoredToken, exc: InvalidGrantError) -> None:
-        try:
-            self._store.write(record.with_invalid_grant(exc.error_description))
-        except TokenStoreError as store_error:
-            logger.warning("could not record the refused refresh token: %s", store_error)
-
-    def _raise_remembered_invalid_grant(self, record: StoredToken) -> None:
-        assert record.invalid_grant_at is not None
-        age = time.time() - record.invalid_grant_at
-        if not -INVALID_GRANT_MEMORY < age < INVALID_GRANT_MEMORY:
-            # Long enough: let one request find out again. A time far in the
-            # future (a clock gone wrong) must not block refreshes for ever.
-            return
-        description = record.invalid_grant_description
-        raise _RememberedInvalidGrant(
-            f"the token endpoint refused this refresh token (invalid_grant) {age:.0f}s ago"
-            f"{': ' + description if description else ''}; it is not sent again. "
-            "Sign in again and give EmpowerIDAuth the new refresh token",
-            error="invalid_grant",
-            error_description=description,
-            status_code=400,
-        )
 
     def _call_on_refresh(self, token: Token) -> None:
         assert self._on_refresh is not None

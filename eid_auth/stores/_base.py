@@ -3,7 +3,7 @@
 A store holds one ``StoredToken`` (the newest token of one grant) and an
 exclusive lock shared by everyone who uses the store: threads, processes and,
 for a networked store, machines. The refresh protocol that uses them lives in
-``eid_auth._refresh``; a store only reads, writes and locks.
+``eid_auth._store_protocol``; a store only reads, writes and locks.
 """
 
 from __future__ import annotations
@@ -55,6 +55,10 @@ class StoredToken:
         seeds: SHA-256 fingerprints of the configured refresh tokens that
             seeded this store, so that a restart with the same configuration
             is told apart from a new sign-in.
+        grant: for a grant renewed without a refresh token (client credentials,
+            password): its type and a fingerprint of what it asks for
+            (username, scope), so that a store holding one person's token is
+            never used for another's; ``None`` for the refresh grant.
     """
 
     client_id: str
@@ -66,6 +70,7 @@ class StoredToken:
     invalid_grant_description: str | None = None
     updated_at: float = field(default_factory=time.time)
     seeds: tuple[str, ...] = ()
+    grant: str | None = None
 
     def successor(self, token: Token) -> StoredToken:
         """The record that replaces this one after a refresh returned ``token``."""
@@ -76,6 +81,7 @@ class StoredToken:
             token=token,
             refresh_token=token.refresh_token,
             seeds=self.seeds,
+            grant=self.grant,
         )
 
     def with_invalid_grant(self, description: str | None) -> StoredToken:
@@ -103,6 +109,8 @@ class StoredToken:
             else {"at": self.invalid_grant_at, "description": self.invalid_grant_description},
             "seeds": list(self.seeds),
         }
+        if self.grant is not None:
+            document["grant"] = self.grant
         return json.dumps(document, indent=1, sort_keys=True).encode()
 
     @classmethod
@@ -178,6 +186,9 @@ class StoredToken:
         seeds = document.get("seeds", [])
         if not isinstance(seeds, list) or not all(_is_text(x) for x in seeds):
             raise _BadRecord("'seeds' is not a list of strings")
+        grant = document.get("grant")
+        if grant is not None:
+            grant = _text(grant, "grant", empty=False)
         return cls(
             client_id=client_id,
             token_endpoint=token_endpoint,
@@ -188,6 +199,7 @@ class StoredToken:
             invalid_grant_description=lost_description,
             updated_at=updated_at,
             seeds=tuple(seeds),
+            grant=grant,
         )
 
 
