@@ -6,15 +6,24 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from ._client import EmpowerIDClient
 from ._config import check_number, token_endpoint_url
 from ._config import token_endpoint as token_endpoint_config
 from ._exceptions import ConfigurationError
 from ._httpx_adapter import HTTPXAdapter
 from ._refresh import RefreshCoordinator
+from ._renewal import (
+    ClientCredentialsRenewal,
+    PasswordRenewal,
+    RefreshTokenRenewal,
+    Renewal,
+    UserCredentials,
+)
 from ._requests_adapter import RequestsAdapter
 from ._token import Token
-from ._token_endpoint import ClientAuthMethod, HTTPClient
+from ._token_endpoint import ClientAuthMethod, HTTPClient, TokenEndpoint
 from .stores import MemoryTokenStore, TokenStore
+from .stores._base import fingerprint
 
 if TYPE_CHECKING:
     from typing_extensions import Self  # typing.Self is Python 3.11+
@@ -34,6 +43,11 @@ class EmpowerIDAuth(RequestsAdapter, HTTPXAdapter):
             ``"https://eid.example.com/oauth/v2/token"``.
         server: instead of ``token_endpoint``: ``"https://eid.example.com"``
             means ``"https://eid.example.com/oauth/v2/token"``.
+        client: instead of ``token_endpoint``/``server``, ``client_id``,
+            ``client_secret``, ``client_auth``, ``api_key``, ``timeout``,
+            ``max_retries``, ``backoff_factor`` and ``token_client``: an
+            ``EmpowerIDClient`` holding them (a public client, without a secret,
+            may run the refresh grant).
         client_id: the OAuth application's client ID.
         client_secret: the OAuth application's client secret.
         refresh_token: the refresh token to start from.
@@ -64,6 +78,10 @@ class EmpowerIDAuth(RequestsAdapter, HTTPXAdapter):
             ``refresh_token=``/``token=`` only seed an empty store (a store that
             holds a token wins) and may be left out once the store is seeded.
 
+    For grants that issue no refresh token, or whose token should be renewed
+    by running the grant again, see ``EmpowerIDAuth.client_credentials()`` and
+    ``EmpowerIDAuth.password()``.
+
     Raises:
         ConfigurationError: when the arguments cannot work; the message says why.
 
@@ -77,6 +95,13 @@ class EmpowerIDAuth(RequestsAdapter, HTTPXAdapter):
         EmpowerIDAuth(token_endpoint='https://eid.example.com/oauth/v2/token', client_id='my-app', client_auth='client_secret_post', token=None)
         >>> session = requests.Session()
         >>> session.auth = auth  # every request now carries a fresh Bearer token
+
+        With an ``EmpowerIDClient`` holding the application's settings:
+
+        >>> from eid_auth import EmpowerIDClient
+        >>> eid = EmpowerIDClient(server="https://eid.example.com", client_id="my-app")
+        >>> EmpowerIDAuth(client=eid, refresh_token="rt-123")
+        EmpowerIDAuth(token_endpoint='https://eid.example.com/oauth/v2/token', client_id='my-app', client_auth='none', token=None)
     """  # noqa: E501
 
     def __init__(
@@ -84,25 +109,28 @@ class EmpowerIDAuth(RequestsAdapter, HTTPXAdapter):
         *,
         token_endpoint: str | None = None,
         server: str | None = None,
-        client_id: str,
-        client_secret: str,
+        client: EmpowerIDClient | None = None,
+        client_id: str | None = None,
+        client_secret: str | None = None,
         refresh_token: str | None = None,
         access_token: str | None = None,
         expires_at: float | None = None,
         token: Token | Mapping[str, Any] | None = None,
         scope: str | None = None,
-        client_auth: ClientAuthMethod = "client_secret_post",
+        client_auth: ClientAuthMethod | None = None,
         api_key: str | None = None,
         leeway: float = 60.0,
         on_refresh: Callable[[Token], object] | None = None,
-        timeout: float = 30.0,
-        max_retries: int = 2,
-        backoff_factor: float = 0.5,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        backoff_factor: float | None = None,
         token_client: HTTPClient | None = None,
         store: TokenStore | None = None,
     ) -> None:
-        endpoint = token_endpoint_config(
-            url=token_endpoint_url(token_endpoint, server),
+        endpoint, api_key = _token_endpoint(
+            client,
+            token_endpoint=token_endpoint,
+            server=server,
             client_id=client_id,
             client_secret=client_secret,
             client_auth=client_auth,
@@ -114,6 +142,191 @@ class EmpowerIDAuth(RequestsAdapter, HTTPXAdapter):
             token_client=token_client,
             secret_required=True,
         )
+        initial = _initial_token(
+            token, refresh_token, access_token, expires_at, required=store is None
+        )
+        self._setup(
+            endpoint,
+            RefreshTokenRenewal(scope),
+            api_key=api_key,
+            seed=initial,
+            store=store,
+            leeway=leeway,
+            on_refresh=on_refresh,
+        )
+
+    @classmethod
+    def client_credentials(
+        cls,
+        *,
+        token_endpoint: str | None = None,
+        server: str | None = None,
+        client: EmpowerIDClient | None = None,
+        client_id: str | None = None,
+        client_secret: str | None = None,
+        scope: str | None = None,
+        username: str | None = None,
+        client_auth: ClientAuthMethod | None = None,
+        api_key: str | None = None,
+        leeway: float = 60.0,
+        on_refresh: Callable[[Token], object] | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        backoff_factor: float | None = None,
+        token_client: HTTPClient | None = None,
+        store: TokenStore | None = None,
+    ) -> Self:
+        """Bearer auth with the client credentials grant, renewed by itself.
+
+        The first request gets a token; when it expires (or a 401 comes back)
+        the refresh grant runs if the answer carried a refresh token, else (or
+        when that is refused) the client credentials grant runs again. Once
+        per expiry, however many threads, tasks, processes and machines share
+        ``store``: a fleet of workers shares one token.
+
+        Args:
+            scope: the scope to ask for.
+            username: EmpowerID's extension: the token is issued for this person
+                (the application needs "Enable Client Credential Flow").
+            The others: as for ``EmpowerIDAuth()``; a client secret is required.
+
+        Example:
+            >>> auth = EmpowerIDAuth.client_credentials(
+            ...     server="https://eid.example.com",
+            ...     client_id="my-service", client_secret="s3cret", scope="api",
+            ... )
+            >>> auth.token is None  # fetched by the first request
+            True
+        """
+        for name, value in (("scope", scope), ("username", username)):
+            if value is not None and (not isinstance(value, str) or not value):
+                raise ConfigurationError(f"{name} must be a non-empty string or None")
+        endpoint, api_key = _token_endpoint(
+            client,
+            token_endpoint=token_endpoint,
+            server=server,
+            client_id=client_id,
+            client_secret=client_secret,
+            client_auth=client_auth,
+            scope=scope,
+            api_key=api_key,
+            timeout=timeout,
+            max_retries=max_retries,
+            backoff_factor=backoff_factor,
+            token_client=token_client,
+            secret_required=True,
+        )
+        if endpoint.client_auth == "none":
+            raise ConfigurationError(
+                "the client credentials grant needs a confidential client: give the "
+                "EmpowerIDClient a client_secret"
+            )
+        renewal = ClientCredentialsRenewal(scope, username)
+        auth = cls.__new__(cls)
+        auth._setup(
+            endpoint,
+            renewal,
+            api_key=api_key,
+            seed=None,
+            store=store,
+            leeway=leeway,
+            on_refresh=on_refresh,
+            grant=_grant_name("client_credentials", username, scope),
+        )
+        return auth
+
+    @classmethod
+    def password(
+        cls,
+        *,
+        username: str,
+        password: str,
+        user_credentials: UserCredentials = "basic",
+        token_endpoint: str | None = None,
+        server: str | None = None,
+        client: EmpowerIDClient | None = None,
+        client_id: str | None = None,
+        client_secret: str | None = None,
+        scope: str | None = None,
+        client_auth: ClientAuthMethod | None = None,
+        api_key: str | None = None,
+        leeway: float = 60.0,
+        on_refresh: Callable[[Token], object] | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        backoff_factor: float | None = None,
+        token_client: HTTPClient | None = None,
+        store: TokenStore | None = None,
+    ) -> Self:
+        """Bearer auth with the resource owner password grant, renewed by itself.
+
+        RFC 9700 says not to use this grant: prefer a browser or device sign-in
+        where a person is at hand. The first request signs in; when the token
+        expires (or a 401 comes back) the refresh grant runs with the refresh
+        token the answer carried, and the password grant runs again when there
+        is none or it is refused. The password stays in this object's memory:
+        it is never written to ``store`` and never printed. A refused password
+        (``invalid_grant``) is not sent again for a minute, by any process
+        sharing ``store``, so that retries cannot lock the account.
+
+        Args:
+            username, password: the person's credentials.
+            user_credentials: ``"basic"`` (EmpowerID's form: the person's
+                credentials in HTTP Basic, the client's in the form body) or
+                ``"body"`` (RFC 6749's form).
+            scope: the scope to ask for.
+            The others: as for ``EmpowerIDAuth()``; a public client (no
+            secret) is allowed.
+
+        Example:
+            >>> auth = EmpowerIDAuth.password(
+            ...     server="https://eid.example.com", client_id="my-app",
+            ...     client_secret="s3cret", username="jdoe", password="correct horse",
+            ... )
+            >>> auth  # never the password
+            EmpowerIDAuth(token_endpoint='https://eid.example.com/oauth/v2/token', client_id='my-app', client_auth='client_secret_post', grant='password', token=None)
+        """  # noqa: E501
+        renewal = PasswordRenewal(username, password, scope, user_credentials)
+        endpoint, api_key = _token_endpoint(
+            client,
+            token_endpoint=token_endpoint,
+            server=server,
+            client_id=client_id,
+            client_secret=client_secret,
+            client_auth=client_auth,
+            scope=scope,
+            api_key=api_key,
+            timeout=timeout,
+            max_retries=max_retries,
+            backoff_factor=backoff_factor,
+            token_client=token_client,
+            secret_required=False,
+        )
+        auth = cls.__new__(cls)
+        auth._setup(
+            endpoint,
+            renewal,
+            api_key=api_key,
+            seed=None,
+            store=store,
+            leeway=leeway,
+            on_refresh=on_refresh,
+            grant=_grant_name("password", username, scope),
+        )
+        return auth
+
+    def _setup(
+        self,
+        endpoint: TokenEndpoint,
+        renewal: Renewal,
+        *,
+        api_key: str | None,
+        seed: Token | str | None,
+        store: TokenStore | None,
+        leeway: float,
+        on_refresh: Callable[[Token], object] | None,
+        grant: str | None = None,
+    ) -> None:
         check_number("leeway", leeway, minimum=0.0)
         if on_refresh is not None and not callable(on_refresh):
             raise ConfigurationError("on_refresh must be callable or None")
@@ -127,27 +340,28 @@ class EmpowerIDAuth(RequestsAdapter, HTTPXAdapter):
                 "store must be an eid_auth.stores.TokenStore (MemoryTokenStore, "
                 f"FileTokenStore, RedisTokenStore), not {type(store).__name__}"
             )
-        initial = _initial_token(
-            token, refresh_token, access_token, expires_at, required=store is None
-        )
-
         self._api_key = api_key
         self._endpoint = endpoint
-        self._client_auth = client_auth
+        self._renewal = renewal
         self._store = MemoryTokenStore() if store is None else store
         self._coordinator = RefreshCoordinator(
             endpoint=self._endpoint,
             store=self._store,
-            seed=initial,
+            seed=seed,
             shared=store is not None,
             leeway=float(leeway),
             on_refresh=on_refresh,
+            renewal=renewal,
+            grant=grant,
         )
 
     def __repr__(self) -> str:
+        grant = self._renewal.grant_type
         return (
             f"EmpowerIDAuth(token_endpoint={self._endpoint.url!r}, "
-            f"client_id={self._endpoint.client_id!r}, client_auth={self._client_auth!r}, "
+            f"client_id={self._endpoint.client_id!r}, "
+            f"client_auth={self._endpoint.client_auth!r}, "
+            f"{'' if grant == 'refresh_token' else f'grant={grant!r}, '}"
             f"token={self.token!r})"
         )
 
@@ -168,7 +382,9 @@ class EmpowerIDAuth(RequestsAdapter, HTTPXAdapter):
         return self._coordinator.token
 
     def refresh(self) -> Token:
-        """Run the refresh grant now and return the new token.
+        """Run the refresh grant now and return the new token (for an auth made by
+        ``client_credentials()`` or ``password()``: the refresh grant where there
+        is a refresh token, that grant otherwise).
 
         Threads and tasks that need a token meanwhile wait for this refresh
         instead of sending their own.
@@ -218,6 +434,73 @@ class EmpowerIDAuth(RequestsAdapter, HTTPXAdapter):
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
+
+
+def _token_endpoint(
+    client: EmpowerIDClient | None,
+    *,
+    token_endpoint: str | None,
+    server: str | None,
+    client_id: str | None,
+    client_secret: str | None,
+    client_auth: ClientAuthMethod | None,
+    scope: str | None,
+    api_key: str | None,
+    timeout: float | None,
+    max_retries: int | None,
+    backoff_factor: float | None,
+    token_client: HTTPClient | None,
+    secret_required: bool,
+) -> tuple[TokenEndpoint, str | None]:
+    """The token endpoint and API key: ``client``'s, or built from the keywords
+    (``secret_required`` applies to these: a public client is made with ``client=``)."""
+    if client is None:
+        if client_id is None:
+            raise ConfigurationError("give client_id= (or client= an EmpowerIDClient)")
+        endpoint = token_endpoint_config(
+            url=token_endpoint_url(token_endpoint, server),
+            client_id=client_id,
+            client_secret=client_secret,
+            client_auth="client_secret_post" if client_auth is None else client_auth,
+            scope=scope,
+            api_key=api_key,
+            timeout=30.0 if timeout is None else timeout,
+            max_retries=2 if max_retries is None else max_retries,
+            backoff_factor=0.5 if backoff_factor is None else backoff_factor,
+            token_client=token_client,
+            secret_required=secret_required,
+        )
+        return endpoint, api_key
+    if not isinstance(client, EmpowerIDClient):
+        raise ConfigurationError(
+            f"client must be an eid_auth.EmpowerIDClient, not {type(client).__name__}"
+        )
+    given = {
+        "token_endpoint": token_endpoint,
+        "server": server,
+        "client_id": client_id,
+        "client_secret": client_secret,
+        "client_auth": client_auth,
+        "api_key": api_key,
+        "timeout": timeout,
+        "max_retries": max_retries,
+        "backoff_factor": backoff_factor,
+        "token_client": token_client,
+    }
+    twice = [name for name, value in given.items() if value is not None]
+    if twice:
+        raise ConfigurationError(
+            f"{', '.join(f'{name}=' for name in twice)} belong to the EmpowerIDClient given "
+            "as client=; set them there"
+        )
+    return client._endpoint, client._api_key
+
+
+def _grant_name(grant_type: str, username: str | None, scope: str | None) -> str:
+    """What names a grant's tokens in a store (``StoredToken.grant``): its type, and
+    a fingerprint of the username and scope it asks for."""
+    asked = fingerprint("\0".join((grant_type, username or "", scope or "")))
+    return f"{grant_type}:{asked[:32]}"
 
 
 def _initial_token(

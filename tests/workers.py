@@ -45,6 +45,8 @@ class Fleet:
     threads: int
     rounds: int = 0
     seconds: float = 0.0
+    # "refresh_token" (seeded with seed_refresh_token) or "client_credentials".
+    grant: str = "refresh_token"
 
 
 @dataclass
@@ -59,6 +61,16 @@ def make_auth(fleet: Fleet, report: Report) -> EmpowerIDAuth:
     def on_refresh(token: Token) -> None:
         report.on_refresh_calls += 1  # on the refreshing thread, one at a time
 
+    if fleet.grant == "client_credentials":
+        return EmpowerIDAuth.client_credentials(
+            token_endpoint=fleet.token_endpoint,
+            client_id=fleet.client_id,
+            client_secret=fleet.client_secret,
+            store=fleet.store.build(),
+            on_refresh=on_refresh,
+            timeout=10,
+            backoff_factor=0.05,
+        )
     return EmpowerIDAuth(
         token_endpoint=fleet.token_endpoint,
         client_id=fleet.client_id,
