@@ -9,7 +9,9 @@ For 1, 4 and 16 processes (4 threads each) hammering the embedded EmpowerID
 test server (rotating refresh tokens, reuse detection on) while every access
 token is revoked at regular intervals, it prints requests served and failed,
 refresh grants per expiry (the limit is 1) and reuses the server detected.
-Then it measures what a store adds to a request on a valid token: the auth's
+The same for EmpowerIDAuth.client_credentials(): with a private store each
+process fetches its own token per expiry; with a shared one the fleet shares
+one. Then it measures what a store adds to a request on a valid token: the auth's
 own work per request, in-process, with no network.
 
 Redis: set EID_AUTH_TEST_REDIS_URL, or have redis-server on PATH (started on
@@ -53,6 +55,7 @@ class Job:
     api_url: str
     seed: str
     seconds: float
+    grant: str = "refresh_token"  # or "client_credentials"
 
 
 def build_store(kind: str, where: str) -> TokenStore:
@@ -64,14 +67,23 @@ def build_store(kind: str, where: str) -> TokenStore:
 
 
 def worker(job: Job, barrier: Any, results: Any) -> None:
-    auth = EmpowerIDAuth(
-        token_endpoint=job.token_endpoint,
-        client_id="bench",
-        client_secret="bench-secret",
-        refresh_token=job.seed,
-        store=build_store(job.kind, job.where),
-        timeout=10,
-    )
+    if job.grant == "client_credentials":
+        auth = EmpowerIDAuth.client_credentials(
+            token_endpoint=job.token_endpoint,
+            client_id="bench",
+            client_secret="bench-secret",
+            store=build_store(job.kind, job.where),
+            timeout=10,
+        )
+    else:
+        auth = EmpowerIDAuth(
+            token_endpoint=job.token_endpoint,
+            client_id="bench",
+            client_secret="bench-secret",
+            refresh_token=job.seed,
+            store=build_store(job.kind, job.where),
+            timeout=10,
+        )
     served = failed = 0
     lock = threading.Lock()
     barrier.wait(120)
@@ -101,7 +113,14 @@ def worker(job: Job, barrier: Any, results: Any) -> None:
     results.put((served, failed))
 
 
-def fleet(kind: str, where: str, processes: int, seconds: float, every: float) -> dict[str, Any]:
+def fleet(
+    kind: str,
+    where: str,
+    processes: int,
+    seconds: float,
+    every: float,
+    grant: str = "refresh_token",
+) -> dict[str, Any]:
     with EmpowerIDTestServer(client_id="bench", client_secret="bench-secret") as server:
         job = Job(
             kind,
@@ -110,6 +129,7 @@ def fleet(kind: str, where: str, processes: int, seconds: float, every: float) -
             server.api_url("/api/bench"),
             server.issue_grant()["refresh_token"],
             seconds,
+            grant,
         )
         barrier = SPAWN.Barrier(processes + 1)
         results = SPAWN.Queue()
@@ -120,7 +140,7 @@ def fleet(kind: str, where: str, processes: int, seconds: float, every: float) -
             child.start()
         barrier.wait(120)
         # Revoke every access token at a steady pace: each is one expiry.
-        expiries = 1  # the seed's first redemption
+        expiries = 1  # the seed's first redemption, or the first token
         deadline = time.monotonic() + seconds
         while time.monotonic() + every < deadline:
             time.sleep(every)
@@ -132,7 +152,7 @@ def fleet(kind: str, where: str, processes: int, seconds: float, every: float) -
         return {
             "served": sum(o[0] for o in outcomes),
             "failed": sum(o[1] for o in outcomes),
-            "grants": server.refresh_grants,
+            "grants": server.grants_served.get(grant, 0),
             "expiries": expiries,
             "reuse": server.reuse_detected,
         }
@@ -237,6 +257,26 @@ def main() -> None:
                 print(
                     f"| {kind} | {n} | {r['served']} | {r['failed']} | {r['grants']} | "
                     f"{r['expiries']} | {r['grants'] / r['expiries']:.2f} | {r['reuse']} |"
+                )
+                sys.stdout.flush()
+
+        print()
+        print(
+            "| client credentials, store | processes | requests served | failed "
+            "| token requests | expiries | token requests per expiry |"
+        )
+        print("|---|---:|---:|---:|---:|---:|---:|")
+        for kind, where in kinds:
+            for n in counts:
+                if kind == "file":
+                    where = os.path.join(tmp, f"cc-token-{n}.json")
+                if kind == "redis" and url is not None:
+                    RedisTokenStore.from_url(url, key="bench").clear()
+                r = fleet(kind, where, n, seconds, every, grant="client_credentials")
+                label = "private memory (each its own)" if kind == "memory" else kind
+                print(
+                    f"| {label} | {n} | {r['served']} | {r['failed']} | {r['grants']} | "
+                    f"{r['expiries']} | {r['grants'] / r['expiries']:.2f} |"
                 )
                 sys.stdout.flush()
 
