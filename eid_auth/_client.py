@@ -9,7 +9,8 @@ the endpoints around a token's life build on it.
 from __future__ import annotations
 
 import threading
-from typing import Any, Literal
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 
@@ -19,6 +20,10 @@ from ._discovery import ServerMetadata, discover
 from ._exceptions import ConfigurationError
 from ._token import Token
 from ._token_endpoint import API_KEY_HEADER, ClientAuthMethod, HTTPClient, basic_credentials
+
+if TYPE_CHECKING:
+    from ._authorization_code import AuthorizationRequest
+    from ._device_code import DeviceAuthorization
 
 __all__ = ["EmpowerIDClient"]
 
@@ -160,6 +165,202 @@ class EmpowerIDClient:
                     token_endpoint=self.token_endpoint, **self._explicit
                 )
             return self._metadata
+
+    # -- a person's sign-in: at a browser, or on another device ---------------
+
+    def authorization_url(
+        self,
+        redirect_uri: str,
+        scope: str | None = None,
+        *,
+        state: str | None = None,
+        nonce: str | None = None,
+        params: Mapping[str, str] | None = None,
+    ) -> AuthorizationRequest:
+        """Start the authorization code grant with PKCE (S256): where to send the
+        person's browser, and what the redirect back and ``exchange_code`` need.
+
+        A fresh ``state``, ``nonce`` and code verifier are made unless given;
+        ``params`` adds parameters such as ``prompt`` or ``login_hint``. For a
+        script on the person's own machine, ``login_in_browser`` does it all.
+
+        Example:
+            >>> request = eid.authorization_url(  # doctest: +SKIP
+            ...     "https://app.example.com/callback", scope="openid profile"
+            ... )
+            >>> # send the browser to request.url; keep request until it comes back, then:
+            >>> code = request.code_from_redirect(callback_url)  # doctest: +SKIP
+            >>> token = eid.exchange_code(  # doctest: +SKIP
+            ...     code, redirect_uri=request.redirect_uri,
+            ...     code_verifier=request.code_verifier, nonce=request.nonce,
+            ... )
+        """
+        from ._authorization_code import authorization_request
+
+        _check_text("redirect_uri", redirect_uri)
+        return authorization_request(
+            self.metadata.authorization_endpoint,
+            self.client_id,
+            redirect_uri,
+            scope,
+            state=state,
+            nonce=nonce,
+            params=params,
+        )
+
+    def exchange_code(
+        self, code: str, *, redirect_uri: str, code_verifier: str, nonce: str | None = None
+    ) -> Token:
+        """Exchange an authorization code for a token (the code is good once).
+
+        Args:
+            code: from the redirect (``AuthorizationRequest.code_from_redirect``).
+            redirect_uri, code_verifier: the authorization request's.
+            nonce: the authorization request's; the ID token must carry it.
+
+        Example:
+            >>> token = eid.exchange_code(  # doctest: +SKIP
+            ...     code, redirect_uri=request.redirect_uri,
+            ...     code_verifier=request.code_verifier, nonce=request.nonce,
+            ... )
+        """
+        _check_text("code", code)
+        _check_text("redirect_uri", redirect_uri)
+        _check_text("code_verifier", code_verifier)
+        token = self._endpoint.request_token(
+            "authorization_code",
+            {"code": code, "redirect_uri": redirect_uri, "code_verifier": code_verifier},
+            "httpx",
+            secrets=(code, code_verifier),
+        )
+        return self._checked(token, nonce=nonce)
+
+    def login_in_browser(
+        self,
+        scope: str | None = None,
+        *,
+        port: int = 0,
+        redirect_path: str = "/callback",
+        timeout: float = 300.0,
+        open_browser: Callable[[str], object] | None = None,
+        params: Mapping[str, str] | None = None,
+    ) -> Token:
+        """Sign a person in through their browser, on this machine (RFC 8252).
+
+        Listens on ``http://127.0.0.1:<port><redirect_path>`` (the port chosen by
+        the system unless given: register the redirect URI without a port),
+        opens the system browser at the authorization endpoint (``webbrowser``,
+        so the ``BROWSER`` environment variable is honoured), checks the ``state``
+        of the redirect back, exchanges its code (PKCE S256) and returns the token.
+
+        Args:
+            scope: the scope to ask for (``"openid profile"``...).
+            port, redirect_path: where to listen for the redirect.
+            timeout: seconds to wait for the redirect.
+            open_browser: called with the URL instead of ``webbrowser.open``; when
+                it returns ``False`` the URL is printed to stderr.
+            params: more authorization parameters (``prompt``, ``login_hint``...).
+
+        Raises:
+            AccessDeniedError: the person refused (``access_denied``).
+            SignInTimeoutError: no redirect came within ``timeout``.
+            SignInError: another error on the redirect, or a ``state`` mismatch.
+            TokenEndpointError: the code exchange was refused.
+
+        Example:
+            >>> token = eid.login_in_browser(scope="openid profile")  # doctest: +SKIP
+        """
+        from ._authorization_code import sign_in_in_browser
+
+        def exchange(code: str, request: AuthorizationRequest) -> Token:
+            return self.exchange_code(
+                code,
+                redirect_uri=request.redirect_uri,
+                code_verifier=request.code_verifier,
+                nonce=request.nonce,
+            )
+
+        return sign_in_in_browser(
+            authorization_endpoint=self.metadata.authorization_endpoint,
+            client_id=self.client_id,
+            scope=scope,
+            exchange=exchange,
+            port=port,
+            redirect_path=redirect_path,
+            timeout=timeout,
+            open_browser=open_browser,
+            params=params,
+        )
+
+    def login_with_device(
+        self,
+        scope: str | None = None,
+        *,
+        prompt: Callable[[DeviceAuthorization], object] | None = None,
+        timeout: float | None = None,
+    ) -> Token:
+        """Sign a person in on another device (RFC 8628): for SSH sessions and
+        machines without a browser.
+
+        Asks the device authorization endpoint for a code, shows the person where
+        to enter it (``prompt``; by default printed to stderr), then polls the
+        token endpoint at the server's interval (slower after ``slow_down``) until
+        the person has signed in, refused, or the code expired.
+
+        Args:
+            scope: the scope to ask for.
+            prompt: called once with a ``DeviceAuthorization`` (its
+                ``verification_uri``, ``user_code``, ``verification_uri_complete``,
+                ``expires_in``).
+            timeout: stop polling after this many seconds, even if the code is
+                still valid (``None``: until it expires).
+
+        Raises:
+            AccessDeniedError: the person refused (``access_denied``).
+            SignInTimeoutError: the code expired (or ``timeout`` passed) first.
+            SignInError: the device authorization endpoint refused or failed.
+            TokenEndpointError: the token endpoint refused otherwise.
+
+        Example:
+            >>> token = eid.login_with_device(scope="openid")  # doctest: +SKIP
+            To sign in, open this address in a browser on any device: ...
+        """
+        from ._device_code import poll_for_token, print_prompt, request_device_authorization
+
+        headers = {} if self._api_key is None else {API_KEY_HEADER: self._api_key}
+        url = self.metadata.device_authorization_endpoint
+        if self._token_client is not None:
+            device = request_device_authorization(
+                self._token_client,
+                url,
+                client_id=self.client_id,
+                scope=scope,
+                headers=headers,
+                timeout=self._endpoint.timeout,
+                secrets=(self._api_key,),
+            )
+        else:
+            with httpx.Client() as own:
+                device = request_device_authorization(
+                    own,
+                    url,
+                    client_id=self.client_id,
+                    scope=scope,
+                    headers=headers,
+                    timeout=self._endpoint.timeout,
+                    secrets=(self._api_key,),
+                )
+        (prompt or print_prompt)(device)
+
+        def poll(grant_type: str) -> Token:
+            return self._endpoint.request_token(
+                grant_type,
+                {"device_code": device.device_code},
+                "httpx",
+                secrets=(device.device_code,),
+            )
+
+        return self._checked(poll_for_token(device, poll, timeout=timeout))
 
     # -- grants that need no person ------------------------------------------
 
