@@ -18,8 +18,10 @@ from ._config import TOKEN_PATH, endpoint_url, server_base_url
 from ._config import token_endpoint as token_endpoint_config
 from ._discovery import ServerMetadata, discover
 from ._exceptions import ConfigurationError
+from ._id_token import IDTokenValidator
 from ._token import Token
 from ._token_endpoint import API_KEY_HEADER, ClientAuthMethod, HTTPClient, basic_credentials
+from ._transport import Answer, Failure, send_token_request
 
 if TYPE_CHECKING:
     from ._authorization_code import AuthorizationRequest
@@ -134,6 +136,7 @@ class EmpowerIDClient:
                 endpoint_url(name, value)
         self._metadata: ServerMetadata | None = None
         self._metadata_lock = threading.Lock()
+        self._id_tokens = IDTokenValidator(self.client_id, self._fetch)
 
     def __repr__(self) -> str:
         return (
@@ -626,8 +629,63 @@ class EmpowerIDClient:
 
     def _checked(self, token: Token, nonce: str | None = None) -> Token:
         """Every grant's token passes here: an ID token in it is validated
-        (signature, ``aud``, ``exp``, ``iss``, and ``nonce`` for the code flow)."""
+        (signature, ``aud``, ``exp``, ``iss``, and ``nonce`` for the code flow).
+
+        Without an ID token there is nothing to check, ``nonce`` or not: the
+        scope may not have asked for one."""
+        if token.id_token is not None:
+            self.validate_id_token(token.id_token, nonce=nonce)
         return token
+
+    def validate_id_token(self, id_token: str, nonce: str | None = None) -> dict[str, Any]:
+        """Validate an ID token of this server and return its claims.
+
+        Every grant runs this on the ID token of its answer; call it for an ID
+        token obtained elsewhere. Checked: the signature, against the server's
+        keys (its JWKS, read once and again when a token names a key it lacks);
+        the algorithm (asymmetric only: never ``none`` or HS256); ``aud`` holds
+        this client's ID (and ``azp`` is it, with several audiences); ``exp``
+        and ``iat`` (60 s of clock difference allowed); ``sub``; ``nonce`` when
+        given; ``iss``: the ``issuer`` given to this client, or else either
+        ``"EmpowerID"`` or the discovery document's ``issuer``.
+
+        Raises:
+            InvalidIDTokenError: a check failed (the message says which, and for
+                the issuer both the values expected and the value seen), or the
+                server's keys could not be read.
+
+        Example:
+            >>> claims = eid.validate_id_token(token.id_token)  # doctest: +SKIP
+            >>> claims["sub"], claims["iss"]  # doctest: +SKIP
+            ('c0a8f6d2-...', 'EmpowerID')
+        """
+        jwks_uri = self._explicit["jwks_uri"]
+        if jwks_uri is not None and self._base_url is None:
+            # Only the keys are known (no server base, so no discovery document).
+            return self._id_tokens.validate(
+                id_token, jwks_uri, None, issuer=self.issuer, nonce=nonce
+            )
+        if self._base_url is None:
+            raise ConfigurationError(
+                f"an ID token came with the tokens, but the server's keys to check it cannot "
+                f"be found: token_endpoint {self.token_endpoint!r} does not end in "
+                f"{TOKEN_PATH}; give server= instead, or jwks_uri="
+            )
+        metadata = self.metadata
+        return self._id_tokens.validate(
+            id_token, metadata.jwks_uri, metadata, issuer=self.issuer, nonce=nonce
+        )
+
+    def _fetch(self, url: str) -> Answer | Failure:
+        """GET ``url`` (the JWKS) as the discovery document is read."""
+        headers = {"Accept": "application/json"}
+        if self._api_key is not None:
+            headers[API_KEY_HEADER] = self._api_key
+        timeout = self._endpoint.timeout
+        if self._token_client is None:
+            with httpx.Client() as own:
+                return send_token_request(own, url, headers, None, timeout, method="GET")
+        return send_token_request(self._token_client, url, headers, None, timeout, method="GET")
 
     def _discover(self) -> ServerMetadata:
         if self._base_url is None:

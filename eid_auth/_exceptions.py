@@ -10,7 +10,8 @@ or its attributes. The hierarchy::
     │   ├── InvalidGrantError           refresh token expired, revoked or already used
     │   └── InvalidClientError          client_id / client_secret rejected
     ├── InvalidTokenResponseError       a 2xx answer that is not a valid token response
-    │   └── TokenResponseTooLargeError  an answer over 256 KiB (on the wire or decompressed)
+    │   ├── TokenResponseTooLargeError  an answer over 256 KiB (on the wire or decompressed)
+    │   └── InvalidIDTokenError         an ID token that fails validation (or its keys unreadable)
     ├── TokenEndpointUnavailableError   connection errors, timeouts, 5xx, 429 after retries
     ├── EndpointError                   userinfo, tokeninfo or tokenrevoke refused or failed
     ├── SignInError                     a person's sign-in (browser, device) brought no token
@@ -33,6 +34,7 @@ __all__ = [
     "EndpointError",
     "InvalidClientError",
     "InvalidGrantError",
+    "InvalidIDTokenError",
     "InvalidTokenResponseError",
     "MissingRefreshTokenError",
     "SignInError",
@@ -308,6 +310,18 @@ class TokenResponseTooLargeError(InvalidTokenResponseError):
     Reading stopped at the limit (a gzip bomb or an endless body cannot fill
     memory); the answer is not retried. Also raised for an oversized 4xx answer;
     an oversized 5xx or 429 is retried as its status says.
+    """
+
+
+class InvalidIDTokenError(InvalidTokenResponseError):
+    """An ID token failed validation: its signature, ``alg``, ``iss``, ``aud``,
+    ``azp``, ``exp``, ``iat``, ``sub`` or ``nonce``, or the server's keys (its
+    JWKS) could not be read to check it.
+
+    The message says which check failed and, for the issuer, both the value
+    expected and the value seen; it never quotes the token. Raised by every grant
+    of ``EmpowerIDClient`` whose answer carries an ``id_token`` (the tokens of
+    that answer are then not returned) and by ``validate_id_token``.
     """
 
 

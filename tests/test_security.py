@@ -119,6 +119,7 @@ def test_public_names() -> None:
             "EndpointError",
             "InvalidClientError",
             "InvalidGrantError",
+            "InvalidIDTokenError",
             "InvalidTokenResponseError",
             "MissingRefreshTokenError",
             "ServerMetadata",
