@@ -1,10 +1,13 @@
 """Every Python example in the README runs as written, on a first run.
 
 Each example runs against a fresh loopback EmpowerID server that knows the README's
-placeholders (client ``my-app``, secret ``...``, refresh token ``...``). Only
-addresses are substituted: ``https://eid.example.com`` becomes the loopback server,
-the Redis URL a real loopback redis-server, ``/var/lib/`` a temporary directory.
-An example that uses ``auth`` without building one continues the one before it.
+placeholders (client ``my-app``, secret ``...``, refresh token ``...``, the person
+``jdoe``, the JWT issuer ``my-service``). Only addresses are substituted:
+``https://eid.example.com`` becomes the loopback server, the Redis URL a real
+loopback redis-server, ``/var/lib/`` a temporary directory. The person at the
+browser is ``tests/fake_browser.py`` (through ``BROWSER``), and the person at the
+device page approves at once. An example that imports nothing from eid_auth (it
+uses the ``auth`` of the one before) continues the one before it.
 """
 
 from __future__ import annotations
@@ -12,6 +15,9 @@ from __future__ import annotations
 import ast
 import asyncio
 import re
+import shlex
+import sys
+import webbrowser
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +32,8 @@ PLACEHOLDER = "..."
 EXAMPLE_SERVER = "https://eid.example.com"
 EXAMPLE_REDIS = "rediss://:password@redis.internal:6380/0"
 PYTEST_EXAMPLE = "def test_my_client(empowerid_server)"
+FAKE_BROWSER = Path(__file__).resolve().parent / "fake_browser.py"
+JWT_ISSUER, JWT_SECRET = "my-service", "a-secret-shared-with-eid-of-32-bytes"
 
 
 def _examples() -> list[tuple[int, str]]:
@@ -42,7 +50,7 @@ def _groups() -> list[list[tuple[int, str]]]:
     for line, code in _examples():
         if PYTEST_EXAMPLE in code:
             continue  # a test function: run by test_readme_pytest_example
-        if "EmpowerIDAuth(" in code or not groups:
+        if "from eid_auth" in code or not groups:
             groups.append([])
         groups[-1].append((line, code))
     return groups
@@ -63,12 +71,22 @@ def test_readme_example_runs_as_written(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     request: pytest.FixtureRequest,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.chdir(tmp_path)
     if any(EXAMPLE_REDIS in code for _, code in group):
         redis_server_url = request.getfixturevalue("redis_server_url")
+    # The person at the browser; webbrowser reads BROWSER once per process.
+    browser = f"{shlex.quote(sys.executable)} {shlex.quote(str(FAKE_BROWSER))} %s"
+    monkeypatch.setenv("BROWSER", browser)
+    monkeypatch.setattr(webbrowser, "_tryorder", None)
+    monkeypatch.setattr(webbrowser, "_browsers", {})
     with EmpowerIDTestServer(client_id="my-app", client_secret=PLACEHOLDER) as server:
         server.issue_grant(refresh_token=PLACEHOLDER)
+        server.trust_assertion_issuer(JWT_ISSUER, JWT_SECRET)
+        # The person at the device page approves at once.
+        server.device_interval = 0.1
+        server.on_device_authorization = server.approve_device
         # The deployment example reads its settings from the environment.
         monkeypatch.setenv("EID_SERVER", server.url)
         monkeypatch.setenv("EID_CLIENT_ID", "my-app")
@@ -82,17 +100,31 @@ def test_readme_example_runs_as_written(
                 code = code.replace(EXAMPLE_REDIS, redis_server_url)
             code = code.replace('"/var/lib/', f'"{tmp_path}/var/lib/')
             _run(code, line, namespace)
+        # What the example prints is what its comments say it prints.
+        printed = capsys.readouterr().out.splitlines()
+        said = [
+            re.search(r"#\s*(.*)$", line)
+            for _, code in group
+            for line in code.splitlines()
+            if line.startswith("print(")
+        ]
+        assert len(printed) == len(said)
+        for out, comment in zip(printed, said, strict=True):
+            if comment is not None:
+                assert out == comment.group(1)
         auth = namespace.get("auth")
-        assert isinstance(auth, EmpowerIDAuth), "the example builds no auth"
-        try:
-            # Whatever the example did, its auth now works against the server.
-            response = requests.get(server.api_url("/api/whoami"), auth=auth, timeout=30)
-            assert response.status_code == 200
-            assert server.refresh_grants >= 1
-            assert server.reuse_detected == 0
-        finally:
-            auth.close()
-            auth.store.clear()  # a Redis key outlives the test
+        if isinstance(auth, EmpowerIDAuth):
+            try:
+                # Whatever the example did, its auth now works against the server.
+                response = requests.get(server.api_url("/api/whoami"), auth=auth, timeout=30)
+                assert response.status_code == 200
+            finally:
+                auth.close()
+                auth.store.clear()  # a Redis key outlives the test
+        else:
+            assert auth is None  # an example of the client's own calls
+        assert sum(server.grants_served.values()) >= 1
+        assert server.reuse_detected == 0
 
 
 def test_readme_pytest_example(server: EmpowerIDTestServer) -> None:
