@@ -26,6 +26,7 @@ import pytest
 
 from eid_auth import (
     AccessDeniedError,
+    EmpowerIDAuthError,
     EmpowerIDClient,
     InvalidGrantError,
     SignInError,
@@ -216,6 +217,21 @@ def test_the_building_blocks_and_the_id_tokens_nonce(
     )
     assert token.id_token is not None
     assert claims_of(token.id_token)["nonce"] == request.nonce
+
+
+def test_the_exchange_hands_the_nonce_to_the_id_tokens_validation(
+    eid: EmpowerIDClient,
+) -> None:
+    request = eid.authorization_url("http://127.0.0.1:8400/callback", scope="openid")
+    other = eid.authorization_url("http://127.0.0.1:8400/callback", scope="openid")
+    code = other.code_from_redirect(redirect_of(other.url))
+    with pytest.raises(EmpowerIDAuthError, match="nonce"):
+        eid.exchange_code(
+            code,
+            redirect_uri=other.redirect_uri,
+            code_verifier=other.code_verifier,
+            nonce=request.nonce,
+        )
 
 
 def test_the_server_refuses_a_wrong_code_verifier_and_burns_the_code(
