@@ -19,8 +19,9 @@ from ._config import token_endpoint as token_endpoint_config
 from ._discovery import ServerMetadata, discover
 from ._exceptions import ConfigurationError
 from ._id_token import IDTokenValidator
+from ._renewal import password_grant
 from ._token import Token
-from ._token_endpoint import API_KEY_HEADER, ClientAuthMethod, HTTPClient, basic_credentials
+from ._token_endpoint import API_KEY_HEADER, ClientAuthMethod, HTTPClient
 from ._transport import Answer, Failure, send_token_request
 
 if TYPE_CHECKING:
@@ -406,33 +407,14 @@ class EmpowerIDClient:
         Example:
             >>> token = eid.password("jdoe", "correct horse", scope="openid")  # doctest: +SKIP
         """
-        for name, value in (("username", username), ("password", password)):
-            if not isinstance(value, str) or not value:
-                raise ConfigurationError(f"{name} must be a non-empty string")
-        secrets = (password, *basic_credentials(username, password))
-        if user_credentials == "body":
-            return self._checked(
-                self._endpoint.request_token(
-                    "password",
-                    {"username": username, "password": password, "scope": scope},
-                    "httpx",
-                    secrets=secrets,
-                )
-            )
-        if user_credentials != "basic":
-            raise ConfigurationError(
-                f"user_credentials must be 'basic' or 'body', not {user_credentials!r}"
-            )
-        # Latin-1 where it fits, as requests and httpx encode Basic; else UTF-8.
-        basic = basic_credentials(username, password)[0]
         return self._checked(
-            self._endpoint.request_token(
-                "password",
-                {"scope": scope},
+            password_grant(
+                self._endpoint,
+                username,
+                password,
+                scope,
                 "httpx",
-                secrets=secrets,
-                headers={"Authorization": f"Basic {basic}"},
-                client_auth="client_secret_post",
+                user_credentials=user_credentials,
             )
         )
 

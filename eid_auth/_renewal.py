@@ -185,13 +185,7 @@ class PasswordRenewal:
     needs_refresh_token: bool = field(default=False, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        for name, value in (("username", self.username), ("password", self.password)):
-            if not isinstance(value, str) or not value:
-                raise ConfigurationError(f"{name} must be a non-empty string")
-        if self.user_credentials not in ("basic", "body"):
-            raise ConfigurationError(
-                f"user_credentials must be 'basic' or 'body', not {self.user_credentials!r}"
-            )
+        _check_password_grant(self.username, self.password, self.user_credentials)
 
     def next_token(
         self,
@@ -230,7 +224,14 @@ def password_grant(
     """Send the password grant: EmpowerID's form puts the person's credentials in
     HTTP Basic and the client's in the body; RFC 6749's (``"body"``) puts
     ``username`` and ``password`` in the body. The password is redacted from
-    every message."""
+    every message. ``EmpowerIDClient.password`` and ``PasswordRenewal`` both
+    send it from here.
+
+    Raises:
+        ConfigurationError: an empty username or password, or another
+            ``user_credentials``.
+    """
+    _check_password_grant(username, password, user_credentials)
     secrets = (password, *basic_credentials(username, password))
     if user_credentials == "body":
         return endpoint.request_token(
@@ -251,3 +252,13 @@ def password_grant(
         client_auth="client_secret_post",
         keep_refresh_token=keep_refresh_token,
     )
+
+
+def _check_password_grant(username: object, password: object, user_credentials: object) -> None:
+    for name, value in (("username", username), ("password", password)):
+        if not isinstance(value, str) or not value:
+            raise ConfigurationError(f"{name} must be a non-empty string")
+    if user_credentials not in ("basic", "body"):
+        raise ConfigurationError(
+            f"user_credentials must be 'basic' or 'body', not {user_credentials!r}"
+        )
