@@ -56,7 +56,14 @@ class EmpowerIDTestServer:
 
     Args:
         client_id: The client's id.
-        client_secret: The client's secret.
+        client_secret: The client's secret; ``None`` registers the client as a public one
+            (a native or browser application without a secret). The token endpoint then
+            takes its ``client_id`` alone for the authorization code grant (its codes
+            asked for with PKCE), the device code grant and the refresh grant, and
+            answers ``unauthorized_client`` to every other grant, the password grant
+            included (RFC 9700 says not to use it; EmpowerID documents it only with a
+            secret); a client secret sent anyway, and tokeninfo and tokenrevoke (which
+            need the client's credentials in HTTP Basic), get ``invalid_client``.
         access_token_lifetime: ``expires_in`` of issued access tokens, in seconds; ``None``
             omits ``expires_in`` from answers and the tokens never expire.
         api_key: When set, every token and API request must carry it in the
@@ -119,12 +126,23 @@ class EmpowerIDTestServer:
         ...         "client_id": "test-client", "client_secret": "test-client-secret"})
         ...     requests.get(server.api_url("/api/whoami"),
         ...                  headers={"Authorization": "Bearer " + r.json()["access_token"]})
+
+        A public client, signing a person in at a device and refreshing without a secret:
+
+        >>> with EmpowerIDTestServer(  # doctest: +SKIP
+        ...     client_id="my-native-app", client_secret=None
+        ... ) as server:
+        ...     eid = EmpowerIDClient(server=server.url, client_id="my-native-app")
+        ...     token = eid.login_with_device(
+        ...         prompt=lambda device: server.approve_device(device.user_code)
+        ...     )
+        ...     token = eid.refresh(token.refresh_token)
     """
 
     def __init__(
         self,
         client_id: str = "test-client",
-        client_secret: str = "test-client-secret",
+        client_secret: str | None = "test-client-secret",
         *,
         access_token_lifetime: int | None = 3600,
         api_key: str | None = None,
@@ -534,7 +552,8 @@ class EmpowerIDTestServer:
             >>> assert not any(s in caplog.text for s in server.issued_secrets)  # doctest: +SKIP
         """
         found = self._state.issued_tokens()
-        found.add(self.client_secret)
+        if self.client_secret is not None:  # None: a public client
+            found.add(self.client_secret)
         with self._state.lock:
             found.update(user.password for user in self._state.users.values())
             found.update(k for k in self._state.assertion_keys.values() if isinstance(k, str))
