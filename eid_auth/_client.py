@@ -512,15 +512,18 @@ class EmpowerIDClient:
             EndpointError: the server refused (``status_code`` 401: the client
                 credentials), answered without a boolean ``active``, or could not
                 be reached.
+            ConfigurationError: a public client (no ``client_secret``) has no
+                credentials to send; nothing is sent.
 
         Example:
             >>> eid.introspect(token.access_token)["active"]  # doctest: +SKIP
             True
         """
-        from ._lifecycle import introspect
+        from ._lifecycle import introspect, require_client_secret
 
         _check_text("token", token)
         _check_hint(token_type_hint)
+        require_client_secret(self._endpoint, "introspection_endpoint")
         url = self.metadata.introspection_endpoint
         return introspect(self._endpoint, url, token, token_type_hint)
 
@@ -540,14 +543,17 @@ class EmpowerIDClient:
 
         Raises:
             EndpointError: the server refused, or could not be reached.
+            ConfigurationError: a public client (no ``client_secret``) has no
+                credentials to send; nothing is sent.
 
         Example:
             >>> eid.revoke(token.refresh_token, token_type_hint="refresh_token")  # doctest: +SKIP
         """
-        from ._lifecycle import revoke
+        from ._lifecycle import require_client_secret, revoke
 
         _check_text("token", token)
         _check_hint(token_type_hint)
+        require_client_secret(self._endpoint, "revocation_endpoint")
         revoke(self._endpoint, self.metadata.revocation_endpoint, token, token_type_hint)
 
     def logout_url(

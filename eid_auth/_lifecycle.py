@@ -4,10 +4,11 @@
 EmpowerID's shapes: userinfo is a GET with ``Authorization: Bearer``;
 tokeninfo and tokenrevoke are form POSTs with the client's credentials in HTTP
 Basic and both ``token`` and ``token_type_hint``; revocation answers a ``null``
-body. Every request goes through ``send_token_request`` (a deadline, a size
-cap) and is retried like a token request (connection failures, 5xx and 429,
-with backoff and ``Retry-After``): each is safe to repeat, revoking twice is
-revoking once.
+body. A public client (no secret) has no credentials to send there, so it is
+told so before anything is sent. Every request goes through
+``send_token_request`` (a deadline, a size cap) and is retried like a token
+request (connection failures, 5xx and 429, with backoff and ``Retry-After``):
+each is safe to repeat, revoking twice is revoking once.
 """
 
 from __future__ import annotations
@@ -18,12 +19,19 @@ import time
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from ._exceptions import EndpointError, redact, secrets_in_answer
+from ._exceptions import ConfigurationError, EndpointError, redact, secrets_in_answer
 from ._token_endpoint import _MAX_RETRY_AFTER, API_KEY_HEADER, TokenEndpoint, basic_credentials
 from ._token_endpoint import _failure_of as failure_of
 from ._transport import MAX_RESPONSE_BYTES, Answer, Failure, send_token_request
 
-__all__ = ["TokenTypeHint", "introspect", "logout_url", "revoke", "userinfo"]
+__all__ = [
+    "TokenTypeHint",
+    "introspect",
+    "logout_url",
+    "require_client_secret",
+    "revoke",
+    "userinfo",
+]
 
 logger = logging.getLogger("eid_auth")
 
@@ -42,7 +50,7 @@ def introspect(
     endpoint: TokenEndpoint, url: str, token: str, token_type_hint: TokenTypeHint
 ) -> dict[str, Any]:
     """The tokeninfo answer for ``token``: ``{"active": false}`` or its claims."""
-    headers, body = _token_form(endpoint, token, token_type_hint)
+    headers, body = _token_form(endpoint, "introspection_endpoint", token, token_type_hint)
     answer = _call(endpoint, "introspection_endpoint", url, "POST", headers, body, (token,))
     info = _json_object(answer, "introspection_endpoint", url, _secrets(endpoint, (token,)))
     if not isinstance(info.get("active"), bool):
@@ -57,7 +65,7 @@ def introspect(
 
 def revoke(endpoint: TokenEndpoint, url: str, token: str, token_type_hint: TokenTypeHint) -> None:
     """Revoke ``token``; a token the server does not know is no error (RFC 7009)."""
-    headers, body = _token_form(endpoint, token, token_type_hint)
+    headers, body = _token_form(endpoint, "revocation_endpoint", token, token_type_hint)
     answer = _call(endpoint, "revocation_endpoint", url, "POST", headers, body, (token,))
     # EmpowerID answers "null"; any 2xx is success, unless it names an error.
     document = _loads(answer.content)
@@ -92,21 +100,37 @@ def logout_url(
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
+def require_client_secret(endpoint: TokenEndpoint, name: str) -> str:
+    """The client secret tokeninfo and tokenrevoke need; a ``ConfigurationError``
+    for a public client, before anything (discovery included) is sent."""
+    secret = endpoint._client_secret  # the same client settings as the token endpoint
+    if secret is None:
+        # EmpowerID documents these endpoints with the client's credentials only:
+        # a request without them would be refused with a 401 that says less.
+        raise ConfigurationError(
+            f"{name} needs the client's credentials (client_id and client_secret in "
+            f"HTTP Basic, as EmpowerID documents it), and client {endpoint.client_id!r} "
+            "has no client_secret (a public client). Give the EmpowerIDClient the "
+            "application's client_secret, or call this from a confidential client"
+        )
+    return secret
+
+
 # -- internals ------------------------------------------------------------------
 
 
 def _token_form(
-    endpoint: TokenEndpoint, token: str, token_type_hint: TokenTypeHint
+    endpoint: TokenEndpoint, name: str, token: str, token_type_hint: TokenTypeHint
 ) -> tuple[dict[str, str], bytes]:
     """tokeninfo's and tokenrevoke's request: the client in HTTP Basic, as
-    EmpowerID documents it (a public client sends its client_id in the body)."""
+    EmpowerID documents it, which a public client cannot do."""
+    secret = require_client_secret(endpoint, name)
     form = {"token": token, "token_type_hint": token_type_hint}
-    headers = {"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"}
-    secret = endpoint._client_secret  # the same client settings as the token endpoint
-    if secret is None:
-        form["client_id"] = endpoint.client_id
-    else:
-        headers["Authorization"] = f"Basic {basic_credentials(endpoint.client_id, secret)[0]}"
+    headers = {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "Accept": "application/json",
+        "Authorization": f"Basic {basic_credentials(endpoint.client_id, secret)[0]}",
+    }
     return headers, urlencode(form).encode()
 
 
