@@ -127,6 +127,7 @@ class EmpowerIDAuth(RequestsAdapter, HTTPXAdapter):
         token_client: HTTPClient | None = None,
         store: TokenStore | None = None,
     ) -> None:
+        """Bearer auth renewed by the refresh grant; see the class's help for the arguments."""
         endpoint, api_key = _token_endpoint(
             client,
             token_endpoint=token_endpoint,
@@ -356,6 +357,7 @@ class EmpowerIDAuth(RequestsAdapter, HTTPXAdapter):
         )
 
     def __repr__(self) -> str:
+        """The token endpoint, client ID, client authentication and token, never a secret."""
         grant = self._renewal.grant_type
         return (
             f"EmpowerIDAuth(token_endpoint={self._endpoint.url!r}, "
@@ -426,6 +428,7 @@ class EmpowerIDAuth(RequestsAdapter, HTTPXAdapter):
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        """Close it at the end of the ``with`` block, like ``close()``."""
         self.close()
 
     async def __aenter__(self) -> Self:
@@ -433,6 +436,7 @@ class EmpowerIDAuth(RequestsAdapter, HTTPXAdapter):
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
+        """Close it at the end of the ``async with`` block, like ``aclose()``."""
         await self.aclose()
 
 

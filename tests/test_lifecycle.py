@@ -120,6 +120,15 @@ def test_help_shows_this_packages_methods_not_httpx_internals() -> None:
         assert getattr(EmpowerIDAuth, name).__doc__.startswith(("Sign", "Like", "Unused")), name
 
 
+def test_help_has_words_for_init_repr_and_the_with_blocks() -> None:
+    text = pydoc.render_doc(EmpowerIDAuth, renderer=pydoc.plaintext)
+    assert "Initialize self" not in text
+    for name in ("__init__", "__exit__", "__aexit__", "__repr__"):
+        doc = getattr(EmpowerIDAuth, name).__doc__
+        assert doc, name
+        assert doc.strip() in text, name
+
+
 def test_auth_flow_driven_by_hand_signs_like_sync_auth_flow(server: EmpowerIDTestServer) -> None:
     auth = make_auth(server)
     flow = auth.auth_flow(httpx.Request("GET", server.api_url("/api/x")))
