@@ -1,8 +1,9 @@
-"""Test helpers: an in-process fake of EmpowerID's OAuth token endpoint and a protected API.
+"""Test helpers: an in-process fake of EmpowerID's OAuth server and a protected API.
 
 `EmpowerIDTestServer` is a real HTTP server on an ephemeral port of 127.0.0.1, run in a
 background thread, so your client code talks real HTTP (keep-alive, chunked bodies,
-timeouts) without mocks. It uses only the standard library.
+timeouts) without mocks. Besides the standard library it uses only joserfc, to sign ID
+tokens and check signed assertions, loaded when first needed.
 
 Example:
     >>> import requests
@@ -22,9 +23,11 @@ With pytest, the ``empowerid_server`` fixture (from the plugin installed with th
 yields a started server with default settings; see `eid_auth.testing.pytest_plugin`.
 
 Where things are: ``_server.py`` is the public `EmpowerIDTestServer`; ``endpoints/`` has one
-module per endpoint it serves (``token``, ``discovery``, ``api``) and the routing table;
-``grants/`` one module per grant of the token endpoint (``refresh_token``) and the table of
-grant types; ``_client_auth.py``, ``_bearer.py`` and ``_id_token.py`` the pieces several
+module per endpoint it serves (``token``, ``authorize``, ``device_authorization``,
+``tokeninfo``, ``tokenrevoke``, ``userinfo``, ``jwks``, ``discovery``, ``api``) and the
+routing table; ``grants/`` one module per grant of the token endpoint (``refresh_token``,
+``authorization_code``, ``device_code``, ``client_credentials``, ``password``,
+``jwt_bearer``, ``token_exchange``) and the table of grant types; ``_client_auth.py``, ``_bearer.py`` and ``_id_token.py`` the pieces several
 endpoints share; ``_state.py`` the grants, tokens, counters and logs; ``_faults.py`` the
 injected faults; ``_messages.py`` requests and answers; ``_http.py`` the HTTP server.
 """

@@ -6,8 +6,9 @@ It delegates the rest: HTTP to `eid_auth.testing._http`, its grants, tokens, cou
 logs to `eid_auth.testing._state`, and each request to its endpoint in
 `eid_auth.testing.endpoints` (and, at the token endpoint, to its grant in
 `eid_auth.testing.grants`). Everything is standard library only, so users can run it in
-their own tests without extra dependencies, except the signing of ID tokens (joserfc, a
-dependency of eid-auth), loaded when the first one is signed.
+their own tests without extra dependencies, except the signing of ID tokens and the
+checking of signed assertions (joserfc, a dependency of eid-auth), loaded when first
+needed.
 """
 
 from __future__ import annotations
