@@ -27,9 +27,10 @@ module per endpoint it serves (``token``, ``authorize``, ``device_authorization`
 ``tokeninfo``, ``tokenrevoke``, ``userinfo``, ``jwks``, ``discovery``, ``api``) and the
 routing table; ``grants/`` one module per grant of the token endpoint (``refresh_token``,
 ``authorization_code``, ``device_code``, ``client_credentials``, ``password``,
-``jwt_bearer``, ``token_exchange``) and the table of grant types; ``_client_auth.py``, ``_bearer.py`` and ``_id_token.py`` the pieces several
-endpoints share; ``_state.py`` the grants, tokens, counters and logs; ``_faults.py`` the
-injected faults; ``_messages.py`` requests and answers; ``_http.py`` the HTTP server.
+``jwt_bearer``, ``token_exchange``) and the table of grant types; ``_client_auth.py``,
+``_bearer.py`` and ``_id_token.py`` the pieces several endpoints share; ``_state.py`` the
+grants, tokens, counters and logs; ``_faults.py`` the injected faults; ``_messages.py``
+requests and answers; ``_http.py`` the HTTP server.
 """
 
 from eid_auth.testing._faults import FaultSpec
