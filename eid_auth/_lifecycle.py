@@ -14,15 +14,12 @@ each is safe to repeat, revoking twice is revoking once.
 from __future__ import annotations
 
 import json
-import logging
-import time
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ._exceptions import ConfigurationError, EndpointError, redact, secrets_in_answer
-from ._token_endpoint import _MAX_RETRY_AFTER, API_KEY_HEADER, TokenEndpoint, basic_credentials
-from ._token_endpoint import _failure_of as failure_of
-from ._transport import MAX_RESPONSE_BYTES, Answer, Failure, send_token_request
+from ._token_endpoint import API_KEY_HEADER, TokenEndpoint, basic_credentials
+from ._transport import MAX_RESPONSE_BYTES, Answer, Failure
 
 __all__ = [
     "TokenTypeHint",
@@ -33,7 +30,6 @@ __all__ = [
     "userinfo",
 ]
 
-logger = logging.getLogger("eid_auth")
 
 TokenTypeHint = Literal["access_token", "refresh_token"]
 
@@ -156,52 +152,25 @@ def _call(
     api_key = endpoint._api_key
     if api_key is not None:
         headers = {**headers, API_KEY_HEADER: api_key}
-    client = endpoint._client_for("httpx")
-    attempts = endpoint.max_retries + 1
-    for attempt in range(1, attempts + 1):
-        answer = send_token_request(client, url, headers, body, endpoint.timeout, method=method)
-        failure = answer if isinstance(answer, Failure) else failure_of(answer)
-        if failure is None:
-            assert isinstance(answer, Answer)
-            if answer.too_large:
-                raise EndpointError(
-                    f"{name} {url} answered HTTP {answer.status} with a body over "
-                    f"{MAX_RESPONSE_BYTES // 1024} KiB; is it the right URL?",
-                    endpoint=name,
-                    status_code=answer.status,
-                )
-            if not 200 <= answer.status < 300:
-                raise _refused(
-                    name, url, answer, _loads(answer.content), _secrets(endpoint, secrets)
-                )
-            return answer
-        # Raised outside any ``except`` block: a chained httpx error would hold the request.
-        if attempt == attempts:
-            raise EndpointError(
-                f"{name} {url} failed {attempts} time(s); last: {failure.reason}",
-                endpoint=name,
-                status_code=failure.status_code,
-            ) from failure.cause
-        delay = endpoint._backoff(attempt - 1)
-        if failure.retry_after is not None:
-            if failure.retry_after > _MAX_RETRY_AFTER:
-                raise EndpointError(
-                    f"{name} {url} answered {failure.reason} and asked to retry after "
-                    f"{failure.retry_after:.0f}s; not waiting that long",
-                    endpoint=name,
-                    status_code=failure.status_code,
-                )
-            delay = max(delay, failure.retry_after)
-        logger.warning(
-            "%s request failed (%s); retry %d of %d in %.2fs",
-            name,
-            failure.reason,
-            attempt,
-            endpoint.max_retries,
-            delay,
+
+    def unavailable(detail: str, failure: Failure, attempt: int) -> Exception:
+        return EndpointError(
+            f"{name} {url} {detail}", endpoint=name, status_code=failure.status_code
         )
-        time.sleep(delay)
-    raise AssertionError("unreachable")  # pragma: no cover
+
+    answer, _, _ = endpoint.send_with_retries(
+        url, headers, body, "httpx", what=name, unavailable=unavailable, method=method
+    )
+    if answer.too_large:
+        raise EndpointError(
+            f"{name} {url} answered HTTP {answer.status} with a body over "
+            f"{MAX_RESPONSE_BYTES // 1024} KiB; is it the right URL?",
+            endpoint=name,
+            status_code=answer.status,
+        )
+    if not 200 <= answer.status < 300:
+        raise _refused(name, url, answer, _loads(answer.content), _secrets(endpoint, secrets))
+    return answer
 
 
 _NOT_JSON: Any = object()

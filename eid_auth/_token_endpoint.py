@@ -216,55 +216,93 @@ class TokenEndpoint:
                 request it belonged to.
         """
         request = self.build_request(grant_type, params, headers, client_auth)
-        client = self._client_for(adapter)
         secrets = (*secrets, self._client_secret, self._api_key, *self._basic_credentials)
+
+        def unavailable(detail: str, failure: _Failure, attempt: int) -> Exception:
+            return TokenEndpointUnavailableError(
+                f"token endpoint {self.url} {detail}",
+                status_code=failure.status_code,
+                attempts=attempt,
+            )
+
+        answer, requested_at, attempt = self.send_with_retries(
+            request.url,
+            request.headers,
+            request.body.encode(),
+            adapter,
+            what="token",
+            unavailable=unavailable,
+        )
+        if answer.too_large:
+            raise TokenResponseTooLargeError(
+                f"token endpoint {self.url} answered HTTP {answer.status} with a body "
+                f"over {MAX_RESPONSE_BYTES} bytes ({MAX_RESPONSE_BYTES // 1024} KiB, "
+                "the limit for a token response, on the wire and decompressed); "
+                "a token response is a few kB: is token_endpoint the right URL?"
+            )
+        return self._parse(
+            answer,
+            requested_at,
+            grant_type,
+            previous_refresh_token,
+            secrets,
+            attempt,
+            keep_refresh_token,
+        )
+
+    def send_with_retries(
+        self,
+        url: str,
+        headers: dict[str, str],
+        body: bytes | None,
+        adapter: Adapter,
+        *,
+        what: str,
+        unavailable: Callable[[str, _Failure, int], Exception],
+        method: str = "POST",
+    ) -> tuple[_Answer, float, int]:
+        """Send a request to the server with this endpoint's client, deadline, size
+        cap and retries (backoff with jitter, ``Retry-After`` up to 30 s).
+
+        Returns the first answer that is not a transient failure (5xx, 429, no
+        answer), when it was sent, and the attempt it took. When retries run out,
+        or the server asks to wait too long, raises what ``unavailable(detail,
+        failure, attempt)`` makes, with the low-level error as its cause.
+        """
+        client = self._client_for(adapter)
         attempts = self.max_retries + 1
         for attempt in range(1, attempts + 1):
             requested_at = time.time()
-            answer = self._send(client, request)
+            # Capped in size, and bounded by ``timeout`` from connecting to the last byte.
+            answer = send_token_request(client, url, headers, body, self.timeout, method=method)
             failure = answer if isinstance(answer, _Failure) else _failure_of(answer)
             if failure is None:
                 assert not isinstance(answer, _Failure)
-                if answer.too_large:
-                    raise TokenResponseTooLargeError(
-                        f"token endpoint {self.url} answered HTTP {answer.status} with a body "
-                        f"over {MAX_RESPONSE_BYTES} bytes ({MAX_RESPONSE_BYTES // 1024} KiB, "
-                        "the limit for a token response, on the wire and decompressed); "
-                        "a token response is a few kB: is token_endpoint the right URL?"
-                    )
-                return self._parse(
-                    answer,
-                    requested_at,
-                    grant_type,
-                    previous_refresh_token,
-                    secrets,
-                    attempt,
-                    keep_refresh_token,
-                )
+                return answer, requested_at, attempt
             # Errors are raised outside any ``except`` block on purpose: a chained
-            # requests/httpx exception would carry the token request, secret included.
+            # requests/httpx exception would carry the request, secret included.
             # The cause is a bare copy of the low-level error, which holds no request.
             if attempt == attempts:
-                raise TokenEndpointUnavailableError(
-                    f"token endpoint {self.url} failed {attempts} time(s); last: "
-                    f"{failure.reason}. Check that the server is up and reachable; for a "
-                    "proxy or a private CA, pass token_client= a configured "
-                    "requests.Session or httpx.Client.",
-                    status_code=failure.status_code,
-                    attempts=attempt,
+                raise unavailable(
+                    f"failed {attempts} time(s); last: {failure.reason}. Check that the "
+                    "server is up and reachable; for a proxy or a private CA, pass "
+                    "token_client= a configured requests.Session or httpx.Client.",
+                    failure,
+                    attempt,
                 ) from failure.cause
             delay = self._backoff(attempt - 1)
             if failure.retry_after is not None:
                 if failure.retry_after > _MAX_RETRY_AFTER:
-                    raise TokenEndpointUnavailableError(
-                        f"token endpoint {self.url} answered {failure.reason} and asked "
-                        f"to retry after {failure.retry_after:.0f}s; not waiting that long",
-                        status_code=failure.status_code,
-                        attempts=attempt,
+                    raise unavailable(
+                        f"answered {failure.reason} and asked to retry after "
+                        f"{failure.retry_after:.0f}s; not waiting that long",
+                        failure,
+                        attempt,
                     )
                 delay = max(delay, failure.retry_after)
             logger.warning(
-                "token request failed (%s); retry %d of %d in %.2fs",
+                "%s request failed (%s); retry %d of %d in %.2fs",
+                what,
                 failure.reason,
                 attempt,
                 self.max_retries,
@@ -301,12 +339,6 @@ class TokenEndpoint:
                 client = requests.Session() if adapter == "requests" else httpx.Client()
                 self._own_clients[adapter] = client
             return client
-
-    def _send(self, client: HTTPClient, request: TokenRequest) -> _Answer | _Failure:
-        # Capped in size, and bounded by ``timeout`` from connecting to the last byte.
-        return send_token_request(
-            client, request.url, request.headers, request.body.encode(), self.timeout
-        )
 
     def _parse(
         self,
