@@ -12,8 +12,6 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
-import httpx
-
 from ._config import TOKEN_PATH, endpoint_url, server_base_url
 from ._config import token_endpoint as token_endpoint_config
 from ._discovery import ServerMetadata, discover
@@ -121,7 +119,6 @@ class EmpowerIDClient:
         )
         self._base_url = base
         self._api_key = api_key
-        self._token_client = token_client
         self.issuer = issuer
         self._explicit = {
             "authorization_endpoint": authorization_endpoint,
@@ -331,29 +328,15 @@ class EmpowerIDClient:
         """
         from ._device_code import poll_for_token, print_prompt, request_device_authorization
 
-        headers = {} if self._api_key is None else {API_KEY_HEADER: self._api_key}
-        url = self.metadata.device_authorization_endpoint
-        if self._token_client is not None:
-            device = request_device_authorization(
-                self._token_client,
-                url,
-                client_id=self.client_id,
-                scope=scope,
-                headers=headers,
-                timeout=self._endpoint.timeout,
-                secrets=(self._api_key,),
-            )
-        else:
-            with httpx.Client() as own:
-                device = request_device_authorization(
-                    own,
-                    url,
-                    client_id=self.client_id,
-                    scope=scope,
-                    headers=headers,
-                    timeout=self._endpoint.timeout,
-                    secrets=(self._api_key,),
-                )
+        device = request_device_authorization(
+            self._endpoint._client_for("httpx"),  # token_client, or the private one
+            self.metadata.device_authorization_endpoint,
+            client_id=self.client_id,
+            scope=scope,
+            headers=self._api_key_header(),
+            timeout=self._endpoint.timeout,
+            secrets=(self._api_key,),
+        )
         (prompt or print_prompt)(device)
 
         def poll(grant_type: str) -> Token:
@@ -666,14 +649,17 @@ class EmpowerIDClient:
 
     def _fetch(self, url: str) -> Answer | Failure:
         """GET ``url`` (the JWKS) as the discovery document is read."""
-        headers = {"Accept": "application/json"}
-        if self._api_key is not None:
-            headers[API_KEY_HEADER] = self._api_key
-        timeout = self._endpoint.timeout
-        if self._token_client is None:
-            with httpx.Client() as own:
-                return send_token_request(own, url, headers, None, timeout, method="GET")
-        return send_token_request(self._token_client, url, headers, None, timeout, method="GET")
+        return send_token_request(
+            self._endpoint._client_for("httpx"),
+            url,
+            {"Accept": "application/json", **self._api_key_header()},
+            None,
+            self._endpoint.timeout,
+            method="GET",
+        )
+
+    def _api_key_header(self) -> dict[str, str]:
+        return {} if self._api_key is None else {API_KEY_HEADER: self._api_key}
 
     def _discover(self) -> ServerMetadata:
         if self._base_url is None:
@@ -686,14 +672,13 @@ class EmpowerIDClient:
                     f"instead, or {', '.join(f'{name}=' for name in missing)}"
                 )
             return ServerMetadata.defaults(self.token_endpoint)
-        headers = {} if self._api_key is None else {API_KEY_HEADER: self._api_key}
-        client = self._token_client
-        if client is None:
-            with httpx.Client() as own:
-                return discover(
-                    self._base_url, own, timeout=self._endpoint.timeout, headers=headers
-                )
-        return discover(self._base_url, client, timeout=self._endpoint.timeout, headers=headers)
+        # token_client, or the private client token requests go through.
+        return discover(
+            self._base_url,
+            self._endpoint._client_for("httpx"),
+            timeout=self._endpoint.timeout,
+            headers=self._api_key_header(),
+        )
 
 
 def _check_text(name: str, value: object) -> None:
