@@ -1,0 +1,53 @@
+"""``eid-auth logout``: revoke the sign-in, delete the token, show the logout address."""
+
+from __future__ import annotations
+
+import click
+
+from .._exceptions import EmpowerIDAuthError
+from ._exit import OK
+from ._session import open_profile
+
+__all__ = ["logout_profile"]
+
+
+def logout_profile(name: str | None, *, local: bool) -> int:
+    """Revoke (unless ``local``), delete, and print the server's logout URL on stdout.
+
+    A failed revocation keeps the token (so that logout can be tried again)
+    and raises; ``--local`` deletes without asking the server.
+    """
+    profile = open_profile(name)
+    store = profile.store()
+    record = store.read()
+    with profile.client() as eid:
+        if record is None:
+            click.echo(f"Profile {profile.name!r} is not signed in; nothing to revoke.", err=True)
+        elif local:
+            click.echo("Not revoked at the server (--local).", err=True)
+        elif not profile.confidential:
+            click.echo(
+                "A public client cannot revoke tokens at EmpowerID (tokenrevoke needs the "
+                "client secret): the token is deleted here, and stays valid at the server "
+                "until it expires.",
+                err=True,
+            )
+        else:
+            # Revoking the refresh token ends the grant and its access tokens.
+            if record.refresh_token is not None:
+                eid.revoke(record.refresh_token, "refresh_token")
+            if record.token is not None and not record.token.is_expired():
+                eid.revoke(record.token.access_token, "access_token")
+            click.echo("Revoked at the server.", err=True)
+        store.clear()
+        click.echo(f"Deleted the token ({profile.describe_store()}).", err=True)
+        try:
+            # No id_token_hint: the browser's own session cookie says whom to
+            # sign out, and an ID token does not belong in a terminal.
+            url = eid.logout_url()
+        except EmpowerIDAuthError as exc:
+            click.echo(f"(no logout address: {exc})", err=True)
+            return OK
+    click.echo("To end the EmpowerID session in your browser too, open:", err=True)
+    click.echo(url)
+    return OK
