@@ -11,10 +11,8 @@ Example:
 """
 
 import logging
+from typing import TYPE_CHECKING, Any
 
-from ._auth import EmpowerIDAuth
-from ._client import EmpowerIDClient
-from ._discovery import ServerMetadata
 from ._exceptions import (
     AccessDeniedError,
     ConfigurationError,
@@ -34,10 +32,39 @@ from ._exceptions import (
 )
 from ._token import Token
 
+if TYPE_CHECKING:
+    from ._auth import EmpowerIDAuth
+    from ._client import EmpowerIDClient
+    from ._discovery import ServerMetadata
+
 __version__ = "0.1.0.dev0"
 
 # Records go nowhere unless the application configures logging (library convention).
 logging.getLogger("eid_auth").addHandler(logging.NullHandler())
+
+# Loaded on first use: ``import eid_auth`` (a CLI's fast path, a serverless cold
+# start) pays only for the names it touches, and never for an HTTP library.
+_LAZY = {
+    "EmpowerIDAuth": "._auth",
+    "EmpowerIDClient": "._client",
+    "ServerMetadata": "._discovery",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'eid_auth' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __all__ = [
     "AccessDeniedError",

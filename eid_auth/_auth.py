@@ -11,6 +11,7 @@ from ._config import check_number, token_endpoint_url
 from ._config import token_endpoint as token_endpoint_config
 from ._exceptions import ConfigurationError
 from ._httpx_adapter import HTTPXAdapter
+from ._libraries import ClientAuthClasses, default_library
 from ._refresh import RefreshCoordinator
 from ._renewal import (
     ClientCredentialsRenewal,
@@ -26,12 +27,25 @@ from .stores import MemoryTokenStore, TokenStore
 from .stores._base import fingerprint
 
 if TYPE_CHECKING:
+    import httpx
+    import httpx2
+    import requests
+    from aiohttp import ClientMiddlewareType as ClientMiddleware
     from typing_extensions import Self  # typing.Self is Python 3.11+
+
+    # What type checkers see: the classes each library checks an auth= against.
+    # At run time ClientAuthClasses gives the same isinstance() answers without
+    # importing the libraries.
+    class _ClientAuth(requests.auth.AuthBase, httpx.Auth, httpx2.Auth):  # type: ignore[misc]
+        pass
+
+else:
+    _ClientAuth = ClientAuthClasses
 
 __all__ = ["EmpowerIDAuth"]
 
 
-class EmpowerIDAuth(RequestsAdapter, HTTPXAdapter):
+class EmpowerIDAuth(RequestsAdapter, HTTPXAdapter, _ClientAuth):
     """Bearer auth for requests and httpx that runs EmpowerID's refresh grant by itself.
 
     One object works with ``requests``, ``httpx.Client`` and ``httpx.AsyncClient``,
@@ -401,11 +415,40 @@ class EmpowerIDAuth(RequestsAdapter, HTTPXAdapter):
             >>> token = auth.refresh()  # doctest: +SKIP
             >>> save(token.to_dict())  # doctest: +SKIP
         """
-        return self._coordinator.replace(self._coordinator.token, "httpx")
+        return self._coordinator.replace(self._coordinator.token, default_library())
 
     async def arefresh(self) -> Token:
         """Like ``refresh()``, for asyncio code; the event loop is never blocked."""
-        return await self._coordinator.replace_async(self._coordinator.token)
+        return await self._coordinator.replace_async(self._coordinator.token, default_library())
+
+    def aiohttp_middleware(self) -> ClientMiddleware:
+        """A client middleware for aiohttp (3.12 or newer) that signs each request and
+        renews the token like the other clients do.
+
+        Example:
+            >>> import aiohttp  # doctest: +SKIP
+            >>> middleware = auth.aiohttp_middleware()
+            >>> session = aiohttp.ClientSession(middlewares=[middleware])  # doctest: +SKIP
+        """
+        from ._aiohttp_adapter import middleware
+
+        return middleware(self)
+
+    @classmethod
+    def from_profile(cls, name: str | None = None) -> Self:
+        """Bearer auth on a profile of the ``eid-auth`` command line (after
+        ``eid-auth login``): its server, client and token, shared with the command line.
+        """
+        from ._profiles import auth_from_profile
+
+        return auth_from_profile(cls, name)
+
+    @classmethod
+    def from_env(cls) -> Self:
+        """Bearer auth configured by ``EID_*`` environment variables (containers, CI)."""
+        from ._env import auth_from_env
+
+        return auth_from_env(cls)
 
     def close(self) -> None:
         """Close the HTTP clients created for token requests (never ``token_client``).

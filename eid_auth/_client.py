@@ -17,6 +17,7 @@ from ._config import token_endpoint as token_endpoint_config
 from ._discovery import ServerMetadata, discover
 from ._exceptions import ConfigurationError
 from ._id_token import IDTokenValidator
+from ._libraries import default_library
 from ._renewal import password_grant
 from ._token import Token
 from ._token_endpoint import API_KEY_HEADER, ClientAuthMethod, HTTPClient
@@ -231,7 +232,7 @@ class EmpowerIDClient:
         token = self._endpoint.request_token(
             "authorization_code",
             {"code": code, "redirect_uri": redirect_uri, "code_verifier": code_verifier},
-            "httpx",
+            default_library(),
             secrets=(code, code_verifier),
         )
         return self._checked(token, nonce=nonce)
@@ -329,7 +330,7 @@ class EmpowerIDClient:
         from ._device_code import poll_for_token, print_prompt, request_device_authorization
 
         device = request_device_authorization(
-            self._endpoint._client_for("httpx"),  # token_client, or the private one
+            self._endpoint._client_for(default_library()),  # token_client, or the private one
             self.metadata.device_authorization_endpoint,
             client_id=self.client_id,
             scope=scope,
@@ -343,7 +344,7 @@ class EmpowerIDClient:
             return self._endpoint.request_token(
                 grant_type,
                 {"device_code": device.device_code},
-                "httpx",
+                default_library(),
                 secrets=(device.device_code,),
             )
 
@@ -364,7 +365,7 @@ class EmpowerIDClient:
         """
         return self._checked(
             self._endpoint.request_token(
-                "client_credentials", {"scope": scope, "username": username}, "httpx"
+                "client_credentials", {"scope": scope, "username": username}, default_library()
             )
         )
 
@@ -396,7 +397,7 @@ class EmpowerIDClient:
                 username,
                 password,
                 scope,
-                "httpx",
+                default_library(),
                 user_credentials=user_credentials,
             )
         )
@@ -411,7 +412,10 @@ class EmpowerIDClient:
         _check_text("scope", scope)
         return self._checked(
             self._endpoint.request_token(
-                JWT_BEARER, {"assertion": assertion, "scope": scope}, "httpx", secrets=(assertion,)
+                JWT_BEARER,
+                {"assertion": assertion, "scope": scope},
+                default_library(),
+                secrets=(assertion,),
             )
         )
 
@@ -423,7 +427,7 @@ class EmpowerIDClient:
             >>> token = eid.refresh(saved_refresh_token)  # doctest: +SKIP
         """
         _check_text("refresh_token", refresh_token)
-        return self._checked(self._endpoint.refresh(refresh_token, "httpx", scope=scope))
+        return self._checked(self._endpoint.refresh(refresh_token, default_library(), scope=scope))
 
     def token_exchange(self, subject_token: str, subject_token_type: str, scope: str) -> Token:
         """Run the token exchange grant (RFC 8693): another issuer's token (an
@@ -444,7 +448,7 @@ class EmpowerIDClient:
                 "subject_token_type": subject_token_type,
                 "scope": scope,
             },
-            "httpx",
+            default_library(),
             secrets=(subject_token,),
             # EmpowerID documents client credentials in HTTP Basic here.
             client_auth="client_secret_basic",
@@ -650,7 +654,7 @@ class EmpowerIDClient:
     def _fetch(self, url: str) -> Answer | Failure:
         """GET ``url`` (the JWKS) as the discovery document is read."""
         return send_token_request(
-            self._endpoint._client_for("httpx"),
+            self._endpoint._client_for(default_library()),
             url,
             {"Accept": "application/json", **self._api_key_header()},
             None,
@@ -675,7 +679,7 @@ class EmpowerIDClient:
         # token_client, or the private client token requests go through.
         return discover(
             self._base_url,
-            self._endpoint._client_for("httpx"),
+            self._endpoint._client_for(default_library()),
             timeout=self._endpoint.timeout,
             headers=self._api_key_header(),
         )

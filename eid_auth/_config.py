@@ -12,10 +12,8 @@ import math
 from typing import get_args
 from urllib.parse import urlsplit
 
-import httpx
-import requests
-
 from ._exceptions import ConfigurationError
+from ._http_clients import check_token_client
 from ._token_endpoint import ClientAuthMethod, HTTPClient, TokenEndpoint
 
 __all__ = [
@@ -177,11 +175,8 @@ def token_endpoint(
     check_number("backoff_factor", backoff_factor, minimum=0.0)
     if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
         raise ConfigurationError("max_retries must be an int >= 0")
-    if token_client is not None and not isinstance(token_client, (requests.Session, httpx.Client)):
-        raise ConfigurationError(
-            "token_client must be a requests.Session or an httpx.Client (token requests "
-            f"run on a thread of their own), not {type(token_client).__name__}"
-        )
+    if token_client is not None:
+        check_token_client(token_client)
     return TokenEndpoint(
         url=url,
         client_id=client_id,

@@ -18,9 +18,6 @@ import threading
 import time
 from collections.abc import Callable
 
-import anyio
-import anyio.to_thread
-
 from . import _timing
 from ._exceptions import TokenEndpointUnavailableError
 from ._token import Token
@@ -69,6 +66,8 @@ class Flight:
         except RuntimeError:
             # Not asyncio (trio, through anyio): wait on a worker thread. Left
             # behind on cancellation, it holds nothing and ends with the flight.
+            import anyio.to_thread  # loaded only for an event loop that is not asyncio
+
             return await anyio.to_thread.run_sync(self.wait, timeout, abandon_on_cancel=True)
         with self._lock:
             future = None if self.done.is_set() else loop.create_future()

@@ -1,4 +1,9 @@
-"""The httpx side: ``sync_auth_flow`` and ``async_auth_flow`` for Client and AsyncClient.
+"""The httpx and httpx2 side: ``sync_auth_flow`` and ``async_auth_flow`` for Client
+and AsyncClient of either library.
+
+httpx2 keeps httpx's API under another module name, so one set of flows serves
+both: whatever the flow needs from the library it takes from the module of the
+request it was given (``_library``), and neither library is imported here.
 
 Token requests are never yielded from these flows: a yielded request and its
 answer would land in ``response.history`` and pass through the user's event
@@ -13,17 +18,23 @@ where the key is taken off a hop to another origin.
 
 from __future__ import annotations
 
+import sys
 import weakref
 from collections.abc import AsyncGenerator, Callable, Generator
-from typing import Any
-
-import httpx
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 from ._bearer import RedirectChain, carried, sign
 from ._exceptions import ConfigurationError
+from ._libraries import library_of
 from ._refresh import RefreshCoordinator
 from ._token import Token
 from ._token_endpoint import API_KEY_HEADER
+
+if TYPE_CHECKING:
+    import httpx
+
+    from ._libraries import Library
 
 __all__ = ["HTTPXAdapter"]
 
@@ -107,25 +118,36 @@ def _without_credentials(
     ]
 
 
+def _library(request: Any) -> tuple[Library, ModuleType]:
+    """``("httpx", httpx)`` or ``("httpx2", httpx2)``: the library ``request`` is of."""
+    if library_of(request) == "httpx2":
+        return "httpx2", sys.modules["httpx2"]
+    return "httpx", sys.modules["httpx"]
+
+
 def _replayable(request: httpx.Request) -> bool:
-    if isinstance(request.stream, httpx.ByteStream):
+    _, library = _library(request)
+    if isinstance(request.stream, library.ByteStream):
         return True  # bytes in memory; httpx builds redirect hops this way too
     try:
         _ = request.content
-    except httpx.RequestNotRead:
+    except library.RequestNotRead:
         return False  # a streamed body (generator, file): it cannot be sent twice
     return True
 
 
-class HTTPXAdapter(httpx.Auth):
-    """``httpx.Auth`` behaviour of ``EmpowerIDAuth``."""
+class HTTPXAdapter:
+    """``httpx.Auth`` and ``httpx2.Auth`` behaviour of ``EmpowerIDAuth`` (both
+    libraries check ``isinstance(auth, Auth)``, which holds through
+    ``ClientAuthClasses``).
+
+    The requests and responses are typed ``Any``: they are httpx's or httpx2's.
+    """
 
     _coordinator: RefreshCoordinator
     _api_key: str | None
 
-    def sync_auth_flow(
-        self, request: httpx.Request
-    ) -> Generator[httpx.Request, httpx.Response, None]:
+    def sync_auth_flow(self, request: Any) -> Generator[Any, Any, None]:
         """Sign the request for ``httpx.Client``; on a 401, refresh and re-send it once.
 
         httpx calls this itself; redirect hops to another origin go without the API key.
@@ -134,7 +156,8 @@ class HTTPXAdapter(httpx.Auth):
         if chain is None:
             yield request
             return
-        token = self._coordinator.token_for_request("httpx")
+        library, _ = _library(request)
+        token = self._coordinator.token_for_request(library)
         sign(request.headers, token, self._api_key)
         chain.token = token
         response = yield request
@@ -143,22 +166,21 @@ class HTTPXAdapter(httpx.Auth):
             return
         response.read()  # frees the pooled connection before waiting for a refresh
         response.close()
-        token = self._coordinator.replace(token, "httpx")
+        token = self._coordinator.replace(token, library)
         response = yield self._resend(response, token, chain)
         if response.status_code == 401 and carried(response.request.headers, token):
             self._coordinator.resend_rejected(token)  # the API rejects fresh tokens too
         self._check_hops(response, chain)
 
-    async def async_auth_flow(
-        self, request: httpx.Request
-    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+    async def async_auth_flow(self, request: Any) -> AsyncGenerator[Any, Any]:
         """Like ``sync_auth_flow``, for ``httpx.AsyncClient``; waits for a refresh
         without blocking the event loop."""
         chain = self._chain_of(request, is_async=True)
         if chain is None:
             yield request
             return
-        token = await self._coordinator.token_for_request_async()
+        library, _ = _library(request)
+        token = await self._coordinator.token_for_request_async(library)
         sign(request.headers, token, self._api_key)
         chain.token = token
         response = yield request
@@ -167,13 +189,13 @@ class HTTPXAdapter(httpx.Auth):
             return
         await response.aread()
         await response.aclose()
-        token = await self._coordinator.replace_async(token)
+        token = await self._coordinator.replace_async(token, library)
         response = yield self._resend(response, token, chain)
         if response.status_code == 401 and carried(response.request.headers, token):
             self._coordinator.resend_rejected(token)  # the API rejects fresh tokens too
         self._check_hops(response, chain)
 
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+    def auth_flow(self, request: Any) -> Generator[Any, Any, None]:
         """Unused by httpx, which calls ``sync_auth_flow`` or ``async_auth_flow``; the same
         as ``sync_auth_flow`` for code that drives an ``httpx.Auth`` by hand."""
         return self.sync_auth_flow(request)
@@ -251,5 +273,5 @@ class HTTPXAdapter(httpx.Auth):
         chain.token = token
         if response.cookies:
             # Cookies set by the 401 (session affinity, say) go with the re-send.
-            httpx.Cookies(response.cookies).set_cookie_header(request)
+            _library(request)[1].Cookies(response.cookies).set_cookie_header(request)
         return request

@@ -18,6 +18,7 @@ from typing import Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ._exceptions import ConfigurationError, EndpointError, redact, secrets_in_answer
+from ._libraries import default_library
 from ._token_endpoint import API_KEY_HEADER, TokenEndpoint, basic_credentials
 from ._transport import MAX_RESPONSE_BYTES, Answer, Failure
 
@@ -159,7 +160,7 @@ def _call(
         )
 
     answer, _, _ = endpoint.send_with_retries(
-        url, headers, body, "httpx", what=name, unavailable=unavailable, method=method
+        url, headers, body, default_library(), what=name, unavailable=unavailable, method=method
     )
     if answer.too_large:
         raise EndpointError(

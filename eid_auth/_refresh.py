@@ -217,8 +217,8 @@ class RefreshCoordinator:
 
     # -- asyncio callers ----------------------------------------------------
 
-    async def token_for_request_async(self) -> Token:
-        plan = self._plan("httpx")
+    async def token_for_request_async(self, adapter: Adapter = "httpx") -> Token:
+        plan = self._plan(adapter)
         if isinstance(plan, Token):
             return plan
         if isinstance(plan, _Wait):
@@ -227,7 +227,7 @@ class RefreshCoordinator:
             except EmpowerIDAuthError:
                 return self._still_valid_or_raise()
         try:
-            return await self.replace_async(plan.stale)
+            return await self.replace_async(plan.stale, adapter)
         except _TRANSIENT:
             return self._still_valid_or_raise()
 
@@ -255,12 +255,12 @@ class RefreshCoordinator:
             return _Wait(started, self._wait_within(token))
         return _Replace(token)
 
-    async def replace_async(self, stale: Token | None) -> Token:
+    async def replace_async(self, stale: Token | None, adapter: Adapter = "httpx") -> Token:
         flight, leader = self._join_or_lead(stale)
         if isinstance(flight, Token):
             return flight
         if leader:
-            self._start_thread(flight, "httpx", stale)
+            self._start_thread(flight, adapter, stale)
         return await flight.wait_async(self.longest_wait)
 
     def _refresh_in_background(self, stale: Token, adapter: Adapter) -> Flight | Token | None:

@@ -7,17 +7,16 @@ the re-sent request cannot trigger another retry.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin
-
-import requests
-from requests.cookies import extract_cookies_to_jar
-from requests.utils import rewind_body
 
 from ._bearer import RedirectChain, carried, sign
 from ._refresh import RefreshCoordinator
 from ._token import Token
 from ._token_endpoint import API_KEY_HEADER
+
+if TYPE_CHECKING:
+    import requests
 
 __all__ = ["RequestsAdapter"]
 
@@ -30,8 +29,9 @@ def _replayable(request: requests.PreparedRequest) -> bool:
     return isinstance(getattr(request, "_body_position", None), int)
 
 
-class RequestsAdapter(requests.auth.AuthBase):
-    """``requests.auth.AuthBase`` behaviour of ``EmpowerIDAuth``."""
+class RequestsAdapter:
+    """``requests.auth.AuthBase`` behaviour of ``EmpowerIDAuth`` (requests needs only
+    a callable; ``isinstance(auth, AuthBase)`` holds through ``ClientAuthClasses``)."""
 
     _coordinator: RefreshCoordinator
     _api_key: str | None
@@ -73,6 +73,9 @@ class _RetryOn401:
         ):
             return r
         self._spent = True
+        from requests.cookies import extract_cookies_to_jar
+        from requests.utils import rewind_body
+
         # Free the pooled connection before waiting for a refresh.
         _ = r.content
         r.close()

@@ -20,11 +20,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import httpx
-import requests
-from authlib.oauth2.auth import ClientAuth
-from authlib.oauth2.rfc6749.parameters import prepare_token_request
-
 from ._exceptions import (
     InvalidClientError,
     InvalidGrantError,
@@ -35,6 +30,8 @@ from ._exceptions import (
     redact,
     secrets_in_answer,
 )
+from ._http_clients import new_client
+from ._libraries import Library, require
 from ._token import Token
 from ._transport import MAX_RESPONSE_BYTES, HTTPClient, send_token_request
 from ._transport import Answer as _Answer
@@ -45,7 +42,9 @@ __all__ = ["ClientAuthMethod", "HTTPClient", "TokenEndpoint", "basic_credentials
 logger = logging.getLogger("eid_auth")
 
 ClientAuthMethod = Literal["client_secret_post", "client_secret_basic", "none"]
-Adapter = Literal["requests", "httpx"]
+# The library of the request being signed: token requests go through the same
+# one unless token_client= says otherwise.
+Adapter = Library
 
 API_KEY_HEADER = "X-EmpowerID-API-Key"
 
@@ -88,7 +87,6 @@ class TokenEndpoint:
         self.url = url
         self.client_id = client_id
         self.client_auth: ClientAuthMethod = "none" if client_secret is None else client_auth
-        self._client_auth = ClientAuth(client_id, client_secret, self.client_auth)
         self._client_secret = client_secret
         # What an echoed "Authorization: Basic ..." header would show.
         self._basic_credentials = (
@@ -130,6 +128,10 @@ class TokenEndpoint:
         (EmpowerID's password grant puts the user's credentials in HTTP Basic, so
         the client's go in the body: ``client_auth="client_secret_post"``).
         """
+        # authlib's form encoding and client authentication, loaded with the first grant.
+        from authlib.oauth2.auth import ClientAuth
+        from authlib.oauth2.rfc6749.parameters import prepare_token_request
+
         body = prepare_token_request(
             grant_type, **{k: v for k, v in params.items() if v is not None}
         )
@@ -141,9 +143,10 @@ class TokenEndpoint:
         }
         if self._api_key is not None:
             all_headers[API_KEY_HEADER] = self._api_key
-        auth = self._client_auth
-        if client_auth is not None and client_auth != self.client_auth and self._client_secret:
-            auth = ClientAuth(self.client_id, self._client_secret, client_auth)
+        method = self.client_auth
+        if client_auth is not None and self._client_secret:
+            method = client_auth
+        auth = ClientAuth(self.client_id, self._client_secret, method)
         url, all_headers, body = auth.prepare("POST", self.url, all_headers, body)
         return TokenRequest(url=url, headers=all_headers, body=body)
 
@@ -336,7 +339,7 @@ class TokenEndpoint:
             if client is None:
                 # Same library as the caller, so its environment settings
                 # (proxies, CA bundles) apply the way the user expects.
-                client = requests.Session() if adapter == "requests" else httpx.Client()
+                client = new_client(require(adapter))
                 self._own_clients[adapter] = client
             return client
 

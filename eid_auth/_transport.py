@@ -10,7 +10,6 @@ library can be interrupted while it reads the status line and headers.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import http.client
 import logging
@@ -23,15 +22,11 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-import httpx
-import requests
-import urllib3
+from ._http_clients import HTTPClient, Opened, library_errors, open_response
 
 __all__ = ["MAX_RESPONSE_BYTES", "Answer", "Failure", "HTTPClient", "send_token_request"]
 
 logger = logging.getLogger("eid_auth")
-
-HTTPClient = requests.Session | httpx.Client
 
 # The most a token endpoint answer may take, on the wire and once decoded. An
 # answer with an ID token of many claims is a few kB.
@@ -39,7 +34,6 @@ MAX_RESPONSE_BYTES = 256 * 1024
 
 # Only what zlib decodes with a cap on its output (brotli and zstd have none).
 _ACCEPT_ENCODING = "gzip, deflate"
-_CHUNK_BYTES = 16 * 1024
 
 
 @dataclass(frozen=True)
@@ -65,12 +59,6 @@ class Failure:
     status_code: int | None = None
     retry_after: float | None = None
     cause: BaseException | None = field(default=None, repr=False, compare=False)
-
-
-class _NoAuth(requests.auth.AuthBase):
-    # Keeps a session's own ``auth`` and netrc from touching the token request.
-    def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
-        return r
 
 
 def send_token_request(
@@ -129,7 +117,7 @@ class _Attempt:
         self._done = threading.Event()
         self._result: Answer | Failure | None = None
         self._error: BaseException | None = None
-        self._response: requests.Response | httpx.Response | None = None
+        self._response: Opened | None = None
         self._abandoned = False
 
     def outcome(self) -> Answer | Failure:
@@ -140,7 +128,7 @@ class _Attempt:
             response = self._response
         if self._abandoned:
             if response is not None:
-                _shut_down(response)
+                response.shut_down()
             return self._timeout_failure()
         if self._error is not None:
             raise self._error
@@ -154,7 +142,7 @@ class _Attempt:
             result = self._send()
         except _DeadlinePassed:
             result = self._timeout_failure()
-        except _TRANSPORT_ERRORS as exc:
+        except _transport_errors() as exc:
             result = Failure(_describe(exc, self._url, self._timeout), cause=_cause_of(exc))
         except zlib.error:
             result = Failure("the answer's body could not be decompressed")
@@ -179,7 +167,7 @@ class _Attempt:
             cause=TimeoutError(f"no complete answer within {self._timeout:g}s"),
         )
 
-    def _hold(self, response: requests.Response | httpx.Response) -> None:
+    def _hold(self, response: Opened) -> None:
         # Lets the caller shut the connection down at the deadline.
         with self._lock:
             self._response = response
@@ -187,44 +175,12 @@ class _Attempt:
                 raise _DeadlinePassed
 
     def _send(self) -> Answer:
-        if isinstance(self._client, requests.Session):
-            r = self._client.request(
-                self._method,
-                self._url,
-                data=self._body,
-                headers=self._headers,
-                timeout=self._timeout,
-                allow_redirects=False,
-                auth=_NoAuth(),
-                stream=True,
-            )
-            try:
-                self._hold(r)
-                chunks = r.raw.stream(_CHUNK_BYTES, decode_content=False)
-                return self._answer(r.status_code, r.headers, chunks)
-            finally:
-                r.close()  # without reading the rest: the connection is dropped
-        request = self._client.build_request(
-            self._method,
-            self._url,
-            content=self._body,
-            headers=self._headers,
-            timeout=self._timeout,
-        )
-        response = self._client.send(
-            request,
-            stream=True,
-            follow_redirects=False,
-            auth=httpx.Auth(),  # the base class adds nothing: no client auth, no netrc
+        response = open_response(
+            self._client, self._method, self._url, self._headers, self._body, self._timeout
         )
         try:
             self._hold(response)
-            if response.is_stream_consumed:
-                # Read and decoded already (an httpx.MockTransport's answer).
-                retry_after = response.headers.get("Retry-After")
-                kept = {} if retry_after is None else {"Retry-After": retry_after}
-                return self._answer(response.status_code, kept, [response.content])
-            return self._answer(response.status_code, response.headers, response.iter_raw())
+            return self._answer(response.status, response.headers, response.chunks)
         finally:
             response.close()
 
@@ -321,13 +277,18 @@ class _Decoder:
                 self._z = zlib.decompressobj(self._wbits)
 
 
-_TRANSPORT_ERRORS = (
-    requests.RequestException,
-    urllib3.exceptions.HTTPError,  # raw reads are not wrapped by requests
-    httpx.HTTPError,
-    http.client.HTTPException,
-    OSError,
-)
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    return (
+        *library_errors(
+            "requests.RequestException",
+            "urllib3.exceptions.HTTPError",  # raw reads are not wrapped by requests
+            "httpx.HTTPError",
+            "httpx2.HTTPError",
+        ),
+        http.client.HTTPException,
+        OSError,
+    )
+
 
 _LOW_LEVEL_MODULES = frozenset({"builtins", "socket", "ssl", "http.client"})
 
@@ -365,7 +326,7 @@ def _describe(exc: BaseException, url: str, timeout: float) -> str:
     """A short reason that names the cause and holds no secret."""
     low = _low_level(exc)
     if isinstance(low, socket.gaierror) or isinstance(
-        exc, getattr(urllib3.exceptions, "NameResolutionError", ())
+        exc, library_errors("urllib3.exceptions.NameResolutionError")
     ):
         return f"name resolution failed for host {urlsplit(url).hostname}"
     if isinstance(low, ssl.SSLCertVerificationError):
@@ -378,33 +339,24 @@ def _describe(exc: BaseException, url: str, timeout: float) -> str:
         return "connection closed without an answer"
     if isinstance(low, ConnectionResetError):
         return "connection reset"
-    if isinstance(
-        low or exc, (TimeoutError, requests.Timeout, httpx.TimeoutException)
-    ) or isinstance(exc, urllib3.exceptions.TimeoutError):
+    timeouts = library_errors(
+        "requests.Timeout",
+        "httpx.TimeoutException",
+        "httpx2.TimeoutException",
+        "urllib3.exceptions.TimeoutError",
+    )
+    if isinstance(low or exc, (TimeoutError, *timeouts)) or isinstance(exc, timeouts):
         return f"timed out after {timeout:g}s"
     if isinstance(low, OSError) and low.strerror:
         return low.strerror[:1].lower() + low.strerror[1:]
     if isinstance(
         exc,
-        (
-            httpx.RemoteProtocolError,
-            requests.exceptions.ChunkedEncodingError,
-            urllib3.exceptions.ProtocolError,
+        library_errors(
+            "httpx.RemoteProtocolError",
+            "httpx2.RemoteProtocolError",
+            "requests.exceptions.ChunkedEncodingError",
+            "urllib3.exceptions.ProtocolError",
         ),
     ):
         return "connection closed or broken before a complete answer"
     return f"{type(exc).__name__} (no usable answer)"
-
-
-def _shut_down(response: requests.Response | httpx.Response) -> None:
-    """Wake the attempt's thread from a blocked read by shutting its socket down."""
-    sock: object = None
-    if isinstance(response, requests.Response):
-        sock = getattr(getattr(response.raw, "connection", None), "sock", None)
-    else:
-        stream = response.extensions.get("network_stream")
-        if stream is not None:
-            sock = stream.get_extra_info("socket")
-    if isinstance(sock, socket.socket):
-        with contextlib.suppress(OSError):  # closed already
-            sock.shutdown(socket.SHUT_RDWR)
