@@ -305,7 +305,8 @@ class Profile:
         table: dict[str, Any] = {"server": self.server, "client_id": self.client_id}
         if self.scope is not None:
             table["scope"] = self.scope
-        table["client_auth"] = self.client_auth
+        if self.confidential:
+            table["client_auth"] = self.client_auth
         if self.client_secret_env is not None:
             table["client_secret_env"] = self.client_secret_env
         if self.client_secret_keyring:
