@@ -12,11 +12,13 @@ Every store is used the same way: ``EmpowerIDAuth(..., store=store)``.
 from .._exceptions import TokenStoreError
 from ._base import StoredToken, TokenStore
 from ._file import FileTokenStore
+from ._keyring import KeyringTokenStore  # light: imports keyring when made
 from ._memory import MemoryTokenStore
 from ._redis import RedisTokenStore
 
 __all__ = [
     "FileTokenStore",
+    "KeyringTokenStore",
     "MemoryTokenStore",
     "RedisTokenStore",
     "StoredToken",
