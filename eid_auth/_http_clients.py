@@ -5,6 +5,7 @@ module is what differs between libraries: sending a request without the
 client's own auth, netrc or redirects, handing over the answer as raw
 (undecoded) chunks, closing it, and shutting its socket down from another
 thread at the deadline. Each library is imported only when its client is used.
+aiohttp, which only runs on an event loop, is in ``_aiohttp_transport``.
 """
 
 from __future__ import annotations
@@ -23,11 +24,16 @@ from ._libraries import library_of
 if TYPE_CHECKING:
     from typing import TypeAlias
 
+    import aiohttp
     import httpx
     import httpx2
     import requests
 
-    HTTPClient: TypeAlias = requests.Session | httpx.Client | httpx2.Client
+    from ._aiohttp_transport import PrivateSession
+
+    HTTPClient: TypeAlias = (
+        requests.Session | httpx.Client | httpx2.Client | aiohttp.ClientSession | PrivateSession
+    )
 else:
     HTTPClient = object
 
@@ -44,7 +50,7 @@ __all__ = [
 CHUNK_BYTES = 16 * 1024
 
 # What token_client= accepts, for the error message.
-_ACCEPTED = "a requests.Session, an httpx.Client or an httpx2.Client"
+_ACCEPTED = "a requests.Session, an httpx.Client, an httpx2.Client or an aiohttp.ClientSession"
 
 
 @dataclass(frozen=True)
@@ -60,6 +66,10 @@ class Opened:
 
 def new_client(library: ModuleType) -> HTTPClient:
     """A client of ``library`` configured from the environment (proxies, CA bundles)."""
+    if library.__name__ == "aiohttp":
+        from ._aiohttp_transport import PrivateSession
+
+        return PrivateSession()
     if library.__name__ == "requests":
         return library.Session()  # type: ignore[no-any-return]
     return library.Client()  # type: ignore[no-any-return]
@@ -73,9 +83,15 @@ def check_token_client(client: object) -> None:
         return
     if library in ("httpx", "httpx2") and module is not None and isinstance(client, module.Client):
         return
+    if library == "aiohttp" and module is not None and isinstance(client, module.ClientSession):
+        from ._aiohttp_transport import check_session
+
+        check_session(client)
+        return
     raise ConfigurationError(
         f"token_client must be {_ACCEPTED} (token requests are sent from a "
-        f"thread, so not an async client), not {type(client).__name__}"
+        "thread, so not an httpx.AsyncClient or httpx2.AsyncClient; an aiohttp "
+        f"session is used on its own event loop), not {type(client).__name__}"
     )
 
 
@@ -88,6 +104,10 @@ def open_response(
     timeout: float,
 ) -> Opened:
     """Send the request through ``client`` and return once the headers are in."""
+    from ._aiohttp_transport import PrivateSession  # no aiohttp import: plain Python
+
+    if isinstance(client, PrivateSession) or library_of(client) == "aiohttp":
+        return _open_with_aiohttp(client, method, url, headers, body, timeout)
     if library_of(client) == "requests":
         return _open_with_requests(client, method, url, headers, body, timeout)
     return _open_with_httpx(client, method, url, headers, body, timeout)
@@ -153,6 +173,26 @@ def _open_with_httpx(
         return Opened(response.status_code, kept, [response.content], response.close, shut_down)
     return Opened(
         response.status_code, response.headers, response.iter_raw(), response.close, shut_down
+    )
+
+
+def _open_with_aiohttp(
+    client: object,
+    method: str,
+    url: str,
+    headers: dict[str, str],
+    body: bytes | None,
+    timeout: float,
+) -> Opened:
+    from ._aiohttp_transport import open_response as open_with_aiohttp
+
+    opened = open_with_aiohttp(client, method, url, headers, body, timeout)
+    return Opened(
+        opened.response.status,
+        opened.response.headers,
+        opened.chunks(CHUNK_BYTES),
+        opened.close,
+        opened.shut_down,
     )
 
 

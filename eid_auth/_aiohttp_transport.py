@@ -1,0 +1,295 @@
+"""Token requests through aiohttp, sent from the thread that runs a refresh.
+
+A refresh runs on a thread of its own and never needs the caller's event loop
+(see ``_refresh``). aiohttp only works on an event loop, so a token request
+is handed to one with ``asyncio.run_coroutine_threadsafe`` and its answer is
+read back chunk by chunk, raw (``auto_decompress=False``), so that
+``_transport`` keeps its deadline, its size cap and its own decoding:
+
+* by default, a ``ClientSession`` of eid_auth's own, on a private event loop
+  that runs on one daemon thread for the whole process (``eid_auth-aiohttp``),
+  started on first use: token requests never wait for a busy or blocked
+  application loop, and a cancelled task cannot cut a refresh off;
+* with ``token_client=aiohttp.ClientSession(...)``, on that session's own
+  loop, which must be running (the application's loop: its tasks wait for the
+  refresh without blocking it).
+
+Each request goes with ``middlewares=()`` (never the session's, which may be
+our own middleware), no redirects, and aiohttp's ``total`` timeout set to the
+attempt's deadline, so a token request also ends by itself. At the deadline,
+``_transport`` calls ``shut_down`` from its thread: the pending read is
+cancelled and the connection closed on the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import concurrent.futures
+import contextlib
+import errno
+import http.client
+import os
+import threading
+import urllib.request
+from collections.abc import Coroutine, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import unquote, urlsplit
+
+from ._exceptions import ConfigurationError
+from ._libraries import require
+
+if TYPE_CHECKING:
+    import aiohttp
+
+__all__ = ["AiohttpOpened", "PrivateSession", "check_session", "open_response"]
+
+_T = TypeVar("_T")
+
+# Time for closing a session or a response on the loop; they only close sockets.
+_CLOSE_SECONDS = 5.0
+
+
+class _PrivateLoop:
+    """The process's private event loop, on a daemon thread started on first use."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    def get(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None or self._thread is None or not self._thread.is_alive():
+                loop = asyncio.new_event_loop()
+                thread = threading.Thread(
+                    target=_serve, args=(loop,), name="eid_auth-aiohttp", daemon=True
+                )
+                thread.start()
+                self._loop, self._thread = loop, thread
+            return self._loop
+
+    def after_fork_in_child(self) -> None:
+        # The parent's loop thread does not exist here; a new one starts on first use.
+        self._lock = threading.Lock()
+        self._loop = self._thread = None
+
+
+def _serve(loop: asyncio.AbstractEventLoop) -> None:
+    asyncio.set_event_loop(loop)
+    loop.run_forever()
+
+
+_private_loop = _PrivateLoop()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_private_loop.after_fork_in_child)
+
+
+class PrivateSession:
+    """The client token requests of aiohttp users go through by default: an
+    ``aiohttp.ClientSession`` of eid_auth's own on the private loop, made on
+    first use and closed by ``close()`` (``auth.close()`` / ``aclose()``).
+
+    Proxies come from the environment (``HTTPS_PROXY``, ``NO_PROXY``...), as for
+    the other libraries' default clients; netrc is not read, as it is not for
+    them: its password would go to the token endpoint.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
+
+    def session(self) -> tuple[aiohttp.ClientSession, asyncio.AbstractEventLoop]:
+        """The session and its loop, made now if need be."""
+        with self._lock:
+            if self._closed:
+                raise ConfigurationError(
+                    "this auth was closed (close() or aclose()): make a new one to send "
+                    "token requests again"
+                )
+            if self._session is None or self._loop is None or self._loop.is_closed():
+                loop = _private_loop.get()
+                self._session = _wait(_new_session(), loop, _CLOSE_SECONDS)
+                self._loop = loop
+            return self._session, self._loop
+
+    def close(self) -> None:
+        """Close the session (waits a few seconds at most; the loop thread stays)."""
+        with self._lock:
+            session, loop = self._session, self._loop
+            self._session, self._closed = None, True
+        if session is not None and loop is not None and not loop.is_closed():
+            # The loop may be gone already (interpreter exit); nothing is left to close then.
+            with contextlib.suppress(RuntimeError, concurrent.futures.TimeoutError):
+                _wait(session.close(), loop, _CLOSE_SECONDS)
+
+
+async def _new_session() -> aiohttp.ClientSession:
+    aiohttp = require("aiohttp")
+    return aiohttp.ClientSession(trust_env=False)  # type: ignore[no-any-return]
+
+
+def check_session(client: object) -> None:
+    """ConfigurationError for an ``aiohttp.ClientSession`` token requests cannot use."""
+    session: Any = client
+    if session.closed:
+        raise ConfigurationError("token_client is a closed aiohttp.ClientSession")
+    if session.auth is not None:
+        raise ConfigurationError(
+            "token_client is an aiohttp.ClientSession with auth=: aiohttp would add "
+            "those credentials to token requests; give a session without auth="
+        )
+
+
+def _wait(
+    coroutine: Coroutine[Any, Any, _T], loop: asyncio.AbstractEventLoop, seconds: float
+) -> _T:
+    return asyncio.run_coroutine_threadsafe(coroutine, loop).result(seconds)
+
+
+def _loop_of(session: Any) -> asyncio.AbstractEventLoop:
+    loop: asyncio.AbstractEventLoop = session._loop  # the loop it was made on; no public name
+    if loop.is_closed() or not loop.is_running():
+        raise ConfigurationError(
+            "token_client is an aiohttp.ClientSession whose event loop is not running: "
+            "token requests run on that loop, so use it from code running on that loop "
+            "(or leave token_client out: eid_auth then uses a private session)"
+        )
+    if _running_loop() is loop:
+        raise ConfigurationError(
+            "a token request through token_client (an aiohttp.ClientSession) was made from "
+            "its own event loop's thread without awaiting (refresh() instead of "
+            "await arefresh(), say): it would wait for the loop it blocks"
+        )
+    return loop
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+class AiohttpOpened:
+    """An aiohttp answer whose status and headers are in, read from another thread."""
+
+    def __init__(self, response: aiohttp.ClientResponse, loop: asyncio.AbstractEventLoop) -> None:
+        self.response = response
+        self._loop = loop
+        self._pending: concurrent.futures.Future[Any] | None = None
+        self._lock = threading.Lock()
+        self._shut = False
+
+    def chunks(self, size: int) -> Iterator[bytes]:
+        """The body as sent (still compressed, if it is), ``size`` bytes at a time."""
+        while True:
+            chunk = self._on_loop(self.response.content.read(size))
+            if not chunk:
+                return
+            yield chunk
+
+    def _on_loop(self, coroutine: Coroutine[Any, Any, bytes]) -> bytes:
+        with self._lock:
+            if self._shut:
+                coroutine.close()
+                raise TimeoutError("the deadline passed")
+            future = self._pending = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+        chunk: bytes = _translated(future.result)
+        return chunk
+
+    def close(self) -> None:
+        """Hand the connection back (reused only when the answer was read whole)."""
+        with contextlib.suppress(RuntimeError):  # the loop is closed: so is the connection
+            self._loop.call_soon_threadsafe(self.response.release)
+
+    def shut_down(self) -> None:
+        """From another thread, at the deadline: stop the pending read, drop the connection."""
+        with self._lock:
+            self._shut = True
+            pending = self._pending
+        if pending is not None:
+            pending.cancel()
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(self.response.close)
+
+
+def open_response(
+    client: object,
+    method: str,
+    url: str,
+    headers: dict[str, str],
+    body: bytes | None,
+    timeout: float,
+) -> AiohttpOpened:
+    """Send the request through a ``PrivateSession`` or a user's ``aiohttp.ClientSession``
+    and return once the status and headers are in (on this thread, not the loop's)."""
+    library = require("aiohttp")
+    options: dict[str, Any] = {}
+    if isinstance(client, PrivateSession):
+        session, loop = client.session()
+        options.update(_environment_proxy(url))
+    else:
+        session, loop = client, _loop_of(client)  # type: ignore[assignment]
+
+    async def send() -> aiohttp.ClientResponse:
+        response: aiohttp.ClientResponse = await session.request(
+            method,
+            url,
+            headers=headers,
+            data=body,
+            allow_redirects=False,
+            auto_decompress=False,
+            timeout=library.ClientTimeout(total=timeout),
+            middlewares=(),
+            **options,
+        )
+        return response
+
+    future = asyncio.run_coroutine_threadsafe(send(), loop)
+    # aiohttp's own total timeout ends the request at the deadline at the latest;
+    # the margin only covers a loop too busy to run it on time.
+    response = _translated(lambda: future.result(timeout + _CLOSE_SECONDS))
+    return AiohttpOpened(response, loop)
+
+
+def _translated(result: Any) -> Any:
+    """``result()``, with aiohttp's errors that are not ``OSError`` as the standard
+    errors ``_transport`` describes (and without the request they hold)."""
+    aiohttp = require("aiohttp")
+    try:
+        return result()
+    except (asyncio.TimeoutError, concurrent.futures.TimeoutError):
+        raise TimeoutError("no complete answer before the deadline") from None
+    except concurrent.futures.CancelledError:  # by shut_down, at the deadline
+        raise TimeoutError("the deadline passed") from None
+    except aiohttp.ServerDisconnectedError:
+        raise http.client.RemoteDisconnected("connection closed without an answer") from None
+    except aiohttp.ClientError as exc:
+        if isinstance(exc, OSError):
+            raise  # ClientConnectorError and kin: _transport finds the cause under it
+        raise ConnectionAbortedError(
+            errno.ECONNABORTED,
+            f"connection closed or broken before a complete answer ({type(exc).__name__})",
+        ) from None
+
+
+def _environment_proxy(url: str) -> dict[str, Any]:
+    """The ``proxy`` (and its credentials) the environment names for ``url``."""
+    proxies = urllib.request.getproxies_environment()
+    parts = urlsplit(url)
+    proxy = proxies.get(parts.scheme)
+    if not proxy or urllib.request.proxy_bypass(parts.hostname or ""):
+        return {}
+    proxy_parts = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+    options: dict[str, Any] = {}
+    if proxy_parts.username is not None:
+        pair = f"{unquote(proxy_parts.username)}:{unquote(proxy_parts.password or '')}"
+        basic = base64.b64encode(pair.encode("latin-1", "replace")).decode("ascii")
+        options["proxy_headers"] = {"Proxy-Authorization": f"Basic {basic}"}
+        netloc = proxy_parts.netloc.rpartition("@")[2]
+        proxy_parts = proxy_parts._replace(netloc=netloc)
+    options["proxy"] = proxy_parts.geturl()
+    return options
