@@ -9,7 +9,6 @@ kept here too, so that interpreter exit gives them ``EXIT_GRACE`` to finish.
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import contextlib
 import logging
@@ -17,10 +16,14 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from . import _timing
 from ._exceptions import TokenEndpointUnavailableError
 from ._token import Token
+
+if TYPE_CHECKING:
+    import asyncio
 
 __all__ = ["Flight", "start_renewal_thread"]
 
@@ -61,6 +64,8 @@ class Flight:
         return self._outcome()
 
     async def wait_async(self, timeout: float) -> Token:
+        import asyncio  # here, not at import: only async callers need it
+
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:

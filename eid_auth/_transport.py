@@ -11,10 +11,7 @@ library can be interrupted while it reads the status line and headers.
 from __future__ import annotations
 
 import copy
-import http.client
 import logging
-import socket
-import ssl
 import threading
 import time
 import zlib
@@ -278,6 +275,9 @@ class _Decoder:
 
 
 def _transport_errors() -> tuple[type[BaseException], ...]:
+    # The failure path only: these modules are not loaded by import eid_auth.
+    import http.client
+
     return (
         *library_errors(
             "requests.RequestException",
@@ -324,6 +324,10 @@ def _cause_of(exc: BaseException) -> BaseException | None:
 
 def _describe(exc: BaseException, url: str, timeout: float) -> str:
     """A short reason that names the cause and holds no secret."""
+    import http.client
+    import socket
+    import ssl
+
     low = _low_level(exc)
     if isinstance(low, socket.gaierror) or isinstance(
         exc, library_errors("urllib3.exceptions.NameResolutionError")
