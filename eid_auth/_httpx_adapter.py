@@ -13,7 +13,8 @@ Redirect hops that httpx follows by itself never reach the flow. With an API
 key, the flow gives each request httpcore's ``trace`` extension (wrapping the
 caller's own, if any); httpx copies extensions onto every hop it builds, and
 httpcore calls the trace right before a hop's headers are written, which is
-where the key is taken off a hop to another origin.
+where the key is taken off a hop to another origin. httpx2 and httpcore2 do the
+same under their own names.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import weakref
 from collections.abc import AsyncGenerator, Callable, Generator
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from ._bearer import RedirectChain, carried, sign
 from ._exceptions import ConfigurationError
@@ -42,20 +44,18 @@ __all__ = ["HTTPXAdapter"]
 # hop, its trace and a later ``client.send(response.next_request)`` all find
 # the chain the hop belongs to.
 _CHAIN = "eid_auth.redirect_chain"
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 # httpcore's event right before it writes a request's headers (HTTP/1.1, HTTP/2).
 _SENDING_HEADERS = frozenset(
     {"http11.send_request_headers.started", "http2.send_request_headers.started"}
 )
-# Set by the trace on the extensions of each hop it guarded: the id() of that
-# very dict, as httpx hands a copy of it (mark included) to the next hop.
-_GUARDED = "eid_auth.guarded"
 _API_KEY = API_KEY_HEADER.lower().encode("ascii")
 
 
 class _Chain(RedirectChain):
     """A redirect chain as httpx sends it, and the ``trace`` that guards its hops."""
 
-    __slots__ = ("first_request", "token", "user_trace")
+    __slots__ = ("first_request", "guarded_origins", "token", "user_trace")
 
     def __init__(self, request: httpx.Request, user_trace: Callable[..., Any] | None) -> None:
         super().__init__(request.url)
@@ -63,6 +63,11 @@ class _Chain(RedirectChain):
         self.first_request = weakref.ref(request)
         self.token: Token | None = None  # the token the flow signed with
         self.user_trace = user_trace  # the caller's own trace extension
+        # The origins of the hops the trace saw before their headers went out.
+        # By origin, not by request: httpcore2 hands a proxied request to the
+        # trace with a copy of its extensions, so nothing can be marked on the
+        # hop itself, and a client picks its transport by origin anyway.
+        self.guarded_origins: set[tuple[str, str, int | None]] = set()
 
     def trace(self, name: str, info: dict[str, Any]) -> Any:
         """httpcore's ``trace`` extension for ``httpx.Client``."""
@@ -88,8 +93,9 @@ class _Chain(RedirectChain):
             return  # the first request: on the chain's origin by definition
         if request.method == b"CONNECT":
             return  # opens a tunnel through a proxy; none of our headers go with it
-        extensions[_GUARDED] = id(extensions)
-        if not self.may_carry_api_key(_url_of(request)):
+        url = _url_of(request)
+        self.guarded_origins.add(_origin(url))
+        if not self.may_carry_api_key(url):
             request.headers = _without_credentials(request.headers, self.token)
 
 
@@ -105,6 +111,16 @@ def _url_of(request: Any) -> str:
         host = f"[{host}]"  # an IPv6 address
     port = "" if url.port is None else f":{url.port}"
     return f"{url.scheme.decode('ascii', 'replace')}://{host}{port}/"
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    """Scheme, host and port of an absolute URL, the port filled in when implied."""
+    parts = urlsplit(url)
+    return (
+        parts.scheme,
+        (parts.hostname or "").lower(),
+        parts.port or _DEFAULT_PORTS.get(parts.scheme),
+    )
 
 
 def _without_credentials(
@@ -242,7 +258,7 @@ class HTTPXAdapter:
             request = hop.request
             if API_KEY_HEADER not in request.headers or rule.may_carry_api_key(str(request.url)):
                 continue
-            if request.extensions.get(_GUARDED) == id(request.extensions):
+            if _origin(str(request.url)) in chain.guarded_origins:
                 # httpx's record of the hop (response.history) shows what went out.
                 del request.headers[API_KEY_HEADER]
                 continue

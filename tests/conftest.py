@@ -1,19 +1,20 @@
 """Shared fixtures: a loopback EmpowerID server, auth objects, and one way to send a
-request through each of the three clients (requests, httpx, httpx async)."""
+request through each client flavour (requests, httpx and httpx2, each sync and async)."""
 
 from __future__ import annotations
 
 import asyncio
 import copy
+import importlib
 import logging
 import pickle
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
-import httpx
 import pytest
 import requests
 
@@ -23,7 +24,11 @@ from eid_auth.testing import EmpowerIDTestServer
 
 from .redis_server import redis_url as _redis_url
 
-FLAVOURS = ["requests", "httpx", "httpx_async"]
+# A flavour is a client library and the way it is driven: "<library>" for its
+# synchronous client, "<library>_async" for its asyncio client.
+FLAVOURS = ["requests", "httpx", "httpx_async", "httpx2", "httpx2_async"]
+# The flavours of httpx's API (httpx, and httpx2 which keeps it under another name).
+HTTPX_FLAVOURS = ["httpx", "httpx_async", "httpx2", "httpx2_async"]
 CLIENT_ID = "test-client"
 CLIENT_SECRET = "test-client-secret"
 
@@ -106,6 +111,16 @@ def redis_server_url() -> Iterator[str]:
 @pytest.fixture(params=FLAVOURS)
 def flavour(request: pytest.FixtureRequest) -> str:
     return str(request.param)
+
+
+def library(flavour: str) -> ModuleType:
+    """The client library of ``flavour``: ``library("httpx2_async")`` is ``httpx2``."""
+    return importlib.import_module(flavour.removesuffix("_async"))
+
+
+def is_async(flavour: str) -> bool:
+    """True for the flavours that drive an asyncio client."""
+    return flavour.endswith("_async")
 
 
 def wait_for(condition: Callable[[], object], seconds: float = 10.0) -> bool:
@@ -216,13 +231,14 @@ def send(
             )
     kwargs: dict[str, Any] = {"data": form, "json": json, "content": content}
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
-    if flavour == "httpx":
-        with httpx.Client(auth=auth, timeout=10, follow_redirects=follow_redirects) as client:
+    lib = library(flavour)  # httpx or httpx2: the same API
+    if not is_async(flavour):
+        with lib.Client(auth=auth, timeout=10, follow_redirects=follow_redirects) as client:
             resp = client.request(method, url, **kwargs)
     else:
 
-        async def go() -> httpx.Response:
-            async with httpx.AsyncClient(
+        async def go() -> Any:
+            async with lib.AsyncClient(
                 auth=auth, timeout=10, follow_redirects=follow_redirects
             ) as client:
                 response = await client.request(method, url, **kwargs)

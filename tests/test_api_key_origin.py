@@ -4,10 +4,11 @@ Origin A is the package's loopback EmpowerID server; origin B is a small server
 of these tests on another port that records what it received and redirects
 wherever it is asked to. Each test checks what each origin received, for every
 path a request can take: the first send, the re-send after a 401, the redirects
-of either, hops sent by hand, and a hop back from B to A. httpx clients get no
-setup of any kind: the flow's httpcore ``trace`` extension guards the hops httpx
-follows by itself, through a forwarding proxy too, and a transport that is not
-httpcore's is refused once a hop went out unguarded.
+of either, hops sent by hand, and a hop back from B to A. httpx and httpx2
+clients get no setup of any kind: the flow's ``trace`` extension (httpcore's,
+httpcore2's for httpx2) guards the hops the client follows by itself, through a
+forwarding proxy too, and a transport that is not httpcore's is refused once a
+hop went out unguarded.
 """
 
 from __future__ import annotations
@@ -17,15 +18,17 @@ import http.client
 import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import ModuleType
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
-import httpx
 import pytest
 import requests
 
 from eid_auth import ConfigurationError, EmpowerIDAuth
 from eid_auth.testing import EmpowerIDTestServer
+
+from .conftest import HTTPX_FLAVOURS, is_async, library
 
 AuthFactory = Callable[..., EmpowerIDAuth]
 
@@ -96,13 +99,14 @@ def _get(flavour: str, auth: EmpowerIDAuth, url: str, *, follow: bool = True) ->
         with requests.Session() as session:
             session.auth = auth
             return session.get(url, timeout=10, allow_redirects=follow).status_code
-    if flavour == "httpx":
-        with httpx.Client(auth=auth, timeout=10, follow_redirects=follow) as client:
-            return client.get(url).status_code
+    lib = library(flavour)
+    if not is_async(flavour):
+        with lib.Client(auth=auth, timeout=10, follow_redirects=follow) as client:
+            return int(client.get(url).status_code)
 
     async def go() -> int:
-        async with httpx.AsyncClient(auth=auth, timeout=10, follow_redirects=follow) as client:
-            return (await client.get(url)).status_code
+        async with lib.AsyncClient(auth=auth, timeout=10, follow_redirects=follow) as client:
+            return int((await client.get(url)).status_code)
 
     return asyncio.run(go())
 
@@ -220,15 +224,15 @@ def test_a_hop_to_another_origin_sent_by_hand_carries_neither(
             first = session.get(url, timeout=10, allow_redirects=False)
             assert first.next is not None
             assert session.send(first.next, timeout=10).status_code == 200
-    elif flavour == "httpx":
-        with httpx.Client(auth=auth, timeout=10) as client:
+    elif not is_async(flavour):
+        with library(flavour).Client(auth=auth, timeout=10) as client:
             hop = client.get(url).next_request
             assert hop is not None
             assert client.send(hop).status_code == 200
     else:
 
         async def go() -> None:
-            async with httpx.AsyncClient(auth=auth, timeout=10) as client:
+            async with library(flavour).AsyncClient(auth=auth, timeout=10) as client:
                 hop = (await client.get(url)).next_request
                 assert hop is not None
                 assert (await client.send(hop)).status_code == 200
@@ -237,13 +241,22 @@ def test_a_hop_to_another_origin_sent_by_hand_carries_neither(
     _assert_b_got_nothing_of_ours(origin_b)
 
 
+@pytest.fixture(params=["httpx", "httpx2"])
+def httpx_library(request: pytest.FixtureRequest) -> ModuleType:
+    """httpx, then httpx2: the tests of what only httpx's API has run through both."""
+    return library(str(request.param))
+
+
 def test_a_request_sent_again_after_its_redirect_left_the_origin_is_signed_again(
-    server: EmpowerIDTestServer, auth_factory: AuthFactory, origin_b: _Recorder
+    server: EmpowerIDTestServer,
+    auth_factory: AuthFactory,
+    origin_b: _Recorder,
+    httpx_library: ModuleType,
 ) -> None:
     """The chain belongs to one send: sending the same request again (a retry
     library, say) starts a new one."""
     auth = auth_factory(api_key=API_KEY)
-    with httpx.Client(auth=auth, timeout=10, follow_redirects=True) as client:
+    with httpx_library.Client(auth=auth, timeout=10, follow_redirects=True) as client:
         request = client.build_request("GET", _redirect(server, origin_b.url("/landing")))
         client.send(request)
         client.send(request)
@@ -252,20 +265,22 @@ def test_a_request_sent_again_after_its_redirect_left_the_origin_is_signed_again
     _assert_b_got_nothing_of_ours(origin_b, hops=2)
 
 
-def _hops_to(flavour: str, auth: EmpowerIDAuth, url: str, **client: Any) -> httpx.Response:
-    """GET ``url`` with an httpx client of ``flavour`` that follows redirects."""
-    if flavour == "httpx":
-        with httpx.Client(auth=auth, timeout=10, follow_redirects=True, **client) as c:
+def _hops_to(flavour: str, auth: EmpowerIDAuth, url: str, **client: Any) -> Any:
+    """GET ``url`` with an httpx or httpx2 client of ``flavour`` that follows
+    redirects; the response (of that library)."""
+    lib = library(flavour)
+    if not is_async(flavour):
+        with lib.Client(auth=auth, timeout=10, follow_redirects=True, **client) as c:
             return c.get(url)
 
-    async def go() -> httpx.Response:
-        async with httpx.AsyncClient(auth=auth, timeout=10, follow_redirects=True, **client) as c:
+    async def go() -> Any:
+        async with lib.AsyncClient(auth=auth, timeout=10, follow_redirects=True, **client) as c:
             return await c.get(url)
 
     return asyncio.run(go())
 
 
-@pytest.mark.parametrize("flavour", ["httpx", "httpx_async"])
+@pytest.mark.parametrize("flavour", HTTPX_FLAVOURS)
 def test_httpx_history_shows_each_hop_as_it_was_sent(
     server: EmpowerIDTestServer, auth_factory: AuthFactory, origin_b: _Recorder, flavour: str
 ) -> None:
@@ -281,7 +296,10 @@ def test_httpx_history_shows_each_hop_as_it_was_sent(
 
 
 def test_the_callers_trace_extension_sees_each_hop_as_it_goes_out(
-    server: EmpowerIDTestServer, auth_factory: AuthFactory, origin_b: _Recorder
+    server: EmpowerIDTestServer,
+    auth_factory: AuthFactory,
+    origin_b: _Recorder,
+    httpx_library: ModuleType,
 ) -> None:
     auth = auth_factory(api_key=API_KEY)
     url = _redirect(server, origin_b.url("/landing"))
@@ -297,13 +315,15 @@ def test_the_callers_trace_extension_sees_each_hop_as_it_goes_out(
     async def atrace(name: str, info: dict[str, Any]) -> None:
         trace(name, info)
 
-    with httpx.Client(auth=auth, timeout=10, follow_redirects=True) as client:
+    with httpx_library.Client(auth=auth, timeout=10, follow_redirects=True) as client:
         assert client.get(url, extensions={"trace": trace}).status_code == 200
     sync_seen = list(seen)
     seen.clear()
 
     async def go() -> None:
-        async with httpx.AsyncClient(auth=auth, timeout=10, follow_redirects=True) as client:
+        async with httpx_library.AsyncClient(
+            auth=auth, timeout=10, follow_redirects=True
+        ) as client:
             assert (await client.get(url, extensions={"trace": atrace})).status_code == 200
 
     asyncio.run(go())
@@ -360,7 +380,7 @@ class _ForwardingHandler(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.mark.parametrize("flavour", ["httpx", "httpx_async"])
+@pytest.mark.parametrize("flavour", HTTPX_FLAVOURS)
 def test_through_a_forwarding_proxy_the_api_key_stays_on_its_origin(
     server: EmpowerIDTestServer, auth_factory: AuthFactory, origin_b: _Recorder, flavour: str
 ) -> None:
@@ -385,39 +405,46 @@ def test_through_a_forwarding_proxy_the_api_key_stays_on_its_origin(
     assert all(key == API_KEY for _, (_, key) in to_proxy[:2])
 
 
-class _LoopbackTransport(httpx.BaseTransport):
-    """A transport that is not httpcore's: it hands each request to the loopback
-    servers through http.client, so no trace extension ever runs."""
+def _loopback_transport(lib: ModuleType) -> Any:
+    """A transport of ``lib`` (httpx or httpx2) that is not httpcore's: it hands
+    each request to the loopback servers through http.client, so no trace
+    extension ever runs."""
 
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        connection = http.client.HTTPConnection(request.url.netloc.decode(), timeout=10)
-        try:
-            connection.request(
-                request.method,
-                request.url.raw_path.decode(),
-                body=request.read(),
-                headers=dict(request.headers),
-            )
-            answer = connection.getresponse()
-            return httpx.Response(
-                answer.status, headers=answer.getheaders(), content=answer.read()
-            )
-        finally:
-            connection.close()
+    class LoopbackTransport(lib.BaseTransport):  # type: ignore[name-defined,misc]
+        def handle_request(self, request: Any) -> Any:
+            connection = http.client.HTTPConnection(request.url.netloc.decode(), timeout=10)
+            try:
+                connection.request(
+                    request.method,
+                    request.url.raw_path.decode(),
+                    body=request.read(),
+                    headers=dict(request.headers),
+                )
+                answer = connection.getresponse()
+                return lib.Response(
+                    answer.status, headers=answer.getheaders(), content=answer.read()
+                )
+            finally:
+                connection.close()
+
+    return LoopbackTransport()
 
 
 def test_a_transport_that_is_not_httpcores_is_refused_naming_the_origin_only(
-    server: EmpowerIDTestServer, auth_factory: AuthFactory, origin_b: _Recorder
+    server: EmpowerIDTestServer,
+    auth_factory: AuthFactory,
+    origin_b: _Recorder,
+    httpx_library: ModuleType,
 ) -> None:
     auth = auth_factory(api_key=API_KEY)
-    transport = _LoopbackTransport()
-    with httpx.Client(auth=auth, transport=transport, follow_redirects=True) as client:
+    transport = _loopback_transport(httpx_library)
+    with httpx_library.Client(auth=auth, transport=transport, follow_redirects=True) as client:
         assert client.get(_redirect(server, "/api/landing")).status_code == 200
         with pytest.raises(ConfigurationError, match="API key went to " + origin_b.url("")) as e:
             client.get(_redirect(server, origin_b.url("/landing")))
     assert API_KEY not in str(e.value)
     # Following redirects by hand, the flow sees each hop: B gets nothing of ours.
-    with httpx.Client(auth=auth, transport=transport) as client:
+    with httpx_library.Client(auth=auth, transport=transport) as client:
         hop = client.get(_redirect(server, origin_b.url("/again"))).next_request
         assert hop is not None
         assert client.send(hop).status_code == 200
@@ -425,23 +452,28 @@ def test_a_transport_that_is_not_httpcores_is_refused_naming_the_origin_only(
     assert _credentials(origin_b.received[-1][1]) == (None, None)
     # Without an API key, httpx's own rule (no Authorization elsewhere) is all it takes.
     plain = auth_factory()
-    with httpx.Client(auth=plain, transport=transport, follow_redirects=True) as client:
+    with httpx_library.Client(auth=plain, transport=transport, follow_redirects=True) as client:
         assert client.get(_redirect(server, origin_b.url("/plain"))).status_code == 200
     assert _credentials(origin_b.received[-1][1]) == (None, None)
 
 
 def test_a_hop_built_by_a_client_and_sent_through_an_async_client_is_guarded(
-    server: EmpowerIDTestServer, auth_factory: AuthFactory, origin_b: _Recorder
+    server: EmpowerIDTestServer,
+    auth_factory: AuthFactory,
+    origin_b: _Recorder,
+    httpx_library: ModuleType,
 ) -> None:
     auth = auth_factory(api_key=API_KEY)
-    # A -> A (built by httpx.Client) -> B (followed by httpx.AsyncClient)
+    # A -> A (built by a Client) -> B (followed by an AsyncClient)
     url = _redirect(server, "/api/redirect?to=" + quote(origin_b.url("/landing")))
-    with httpx.Client(auth=auth, timeout=10) as client:
+    with httpx_library.Client(auth=auth, timeout=10) as client:
         hop = client.get(url).next_request
     assert hop is not None
 
     async def go() -> int:
-        async with httpx.AsyncClient(auth=auth, timeout=10, follow_redirects=True) as client:
+        async with httpx_library.AsyncClient(
+            auth=auth, timeout=10, follow_redirects=True
+        ) as client:
             return (await client.send(hop)).status_code
 
     assert asyncio.run(go()) == 200
@@ -449,7 +481,7 @@ def test_a_hop_built_by_a_client_and_sent_through_an_async_client_is_guarded(
     _assert_b_got_nothing_of_ours(origin_b)
 
 
-@pytest.mark.parametrize("flavour", ["httpx", "httpx_async"])
+@pytest.mark.parametrize("flavour", HTTPX_FLAVOURS)
 def test_a_request_sent_again_keeps_the_callers_trace_and_a_fresh_chain(
     server: EmpowerIDTestServer, auth_factory: AuthFactory, origin_b: _Recorder, flavour: str
 ) -> None:
@@ -470,8 +502,9 @@ def test_a_request_sent_again_keeps_the_callers_trace_and_a_fresh_chain(
     def count_sent() -> int:
         return events.count("http11.send_request_headers.started")
 
-    if flavour == "httpx":
-        with httpx.Client(auth=auth, timeout=10, follow_redirects=True) as client:
+    lib = library(flavour)
+    if not is_async(flavour):
+        with lib.Client(auth=auth, timeout=10, follow_redirects=True) as client:
             request = client.build_request("GET", url, extensions={"trace": trace})
             assert client.send(request).status_code == 401  # A wants a token
             assert count_sent() == 2
@@ -479,7 +512,7 @@ def test_a_request_sent_again_keeps_the_callers_trace_and_a_fresh_chain(
     else:
 
         async def go() -> None:
-            async with httpx.AsyncClient(auth=auth, timeout=10, follow_redirects=True) as client:
+            async with lib.AsyncClient(auth=auth, timeout=10, follow_redirects=True) as client:
                 request = client.build_request("GET", url, extensions={"trace": atrace})
                 assert (await client.send(request)).status_code == 401  # A wants a token
                 assert count_sent() == 2
@@ -493,7 +526,7 @@ def test_a_request_sent_again_keeps_the_callers_trace_and_a_fresh_chain(
     assert keys == [API_KEY, API_KEY, API_KEY]  # /flip, /flip again, then /landing
 
 
-@pytest.mark.parametrize("flavour", ["httpx", "httpx_async"])
+@pytest.mark.parametrize("flavour", HTTPX_FLAVOURS)
 def test_our_bearer_token_put_back_on_a_hop_to_another_origin_is_taken_off(
     server: EmpowerIDTestServer, auth_factory: AuthFactory, origin_b: _Recorder, flavour: str
 ) -> None:
@@ -502,14 +535,14 @@ def test_our_bearer_token_put_back_on_a_hop_to_another_origin_is_taken_off(
     auth = auth_factory(api_key=API_KEY)
     first: dict[str, str] = {}
 
-    def keep_authorization(request: httpx.Request) -> None:
+    def keep_authorization(request: Any) -> None:
         first.setdefault("authorization", request.headers.get("Authorization", ""))
         request.headers["Authorization"] = first["authorization"]
 
-    async def akeep_authorization(request: httpx.Request) -> None:
+    async def akeep_authorization(request: Any) -> None:
         keep_authorization(request)
 
-    hook = keep_authorization if flavour == "httpx" else akeep_authorization
+    hook = akeep_authorization if is_async(flavour) else keep_authorization
     url = _redirect(server, origin_b.url("/landing"))
     assert _hops_to(flavour, auth, url, event_hooks={"request": [hook]}).status_code == 200
     _assert_b_got_nothing_of_ours(origin_b)

@@ -1,5 +1,5 @@
-"""How EmpowerIDAuth signs requests and answers a 401, through requests, httpx and
-httpx async, against the loopback EmpowerID server.
+"""How EmpowerIDAuth signs requests and answers a 401, through every client flavour
+(requests, httpx and httpx2, sync and async), against the loopback EmpowerID server.
 
 The refresh grant it sends, refreshing before expiry, rotation; the 401 rules:
 which 401 refreshes (not one from another origin, not a second one), what is
@@ -20,7 +20,7 @@ import requests
 from eid_auth import EmpowerIDAuth, InvalidTokenResponseError, Token
 from eid_auth.testing import EmpowerIDTestServer, FaultSpec
 
-from .conftest import CLIENT_ID, CLIENT_SECRET, make_auth, send
+from .conftest import CLIENT_ID, CLIENT_SECRET, FLAVOURS, is_async, make_auth, send
 
 AuthFactory = Callable[..., EmpowerIDAuth]
 
@@ -267,7 +267,7 @@ def test_streamed_body_is_not_replayed(
     auth = auth_factory()
     auth.refresh()
     server.expire_access_tokens()
-    if flavour == "httpx_async":
+    if is_async(flavour):
 
         async def agen():  # type: ignore[no-untyped-def]
             yield b"part one, "
@@ -467,7 +467,7 @@ def test_expiry_unknown_means_refresh_on_401_only() -> None:
         auth = make_auth(server)
         token = auth.refresh()
         assert token.expires_at is None
-        for flavour in ("requests", "httpx", "httpx_async"):
+        for flavour in FLAVOURS:
             assert send(flavour, auth, "GET", server.api_url("/api/x")).status == 200
         assert server.refresh_grants == 1
         server.expire_access_tokens()
