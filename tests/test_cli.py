@@ -475,6 +475,20 @@ def test_logout_revokes_at_the_server_and_deletes_the_token(
     assert cli("login").returncode == 0
 
 
+def test_logout_keeps_the_token_when_the_server_cannot_be_reached(
+    cli: CLI, server: EmpowerIDTestServer
+) -> None:
+    cli.login(server)
+    server.stop()
+    done = cli("logout")
+    assert done.returncode == 4, done.stderr
+    assert "--local" in done.stderr
+    assert cli.token_file.exists()
+    local = cli("logout", "--local")
+    assert local.returncode == 0, local.stderr
+    assert not cli.token_file.exists()
+
+
 # -- help ---------------------------------------------------------------------------
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .._exceptions import EmpowerIDAuthError
+from .._exceptions import EmpowerIDAuthError, EndpointError
 from ._exit import OK
 from ._session import open_profile
 
@@ -33,11 +33,21 @@ def logout_profile(name: str | None, *, local: bool) -> int:
                 err=True,
             )
         else:
-            # Revoking the refresh token ends the grant and its access tokens.
-            if record.refresh_token is not None:
-                eid.revoke(record.refresh_token, "refresh_token")
-            if record.token is not None and not record.token.is_expired():
-                eid.revoke(record.token.access_token, "access_token")
+            try:
+                # Revoking the refresh token ends the grant and its access tokens.
+                if record.refresh_token is not None:
+                    eid.revoke(record.refresh_token, "refresh_token")
+                if record.token is not None and not record.token.is_expired():
+                    eid.revoke(record.token.access_token, "access_token")
+            except EndpointError as exc:
+                raise EndpointError(
+                    f"{exc}; the token is kept: run eid-auth logout again, or with --local "
+                    "to delete it without revoking",
+                    endpoint=exc.endpoint,
+                    status_code=exc.status_code,
+                    error=exc.error,
+                    error_description=exc.error_description,
+                ) from exc
             click.echo("Revoked at the server.", err=True)
         store.clear()
         click.echo(f"Deleted the token ({profile.describe_store()}).", err=True)
