@@ -13,12 +13,15 @@ tokens, then, in order:
 4. requests, httpx and httpx async share one auth object across several expiries;
 5. a forced 401 is answered with one refresh and one re-send;
 6. 50 threads and 200 tasks meet a revoked token at once: one refresh grant;
-7. 4 processes share one token file with the refresh grant.
+7. 4 processes share one token file with the refresh grant;
+8. the command line: ``eid-auth login`` in a browser the demo plays, then
+   ``eid-auth token`` from the stored token, and 5 ``eid-auth token`` processes
+   meeting an expired token with one refresh grant between them.
 
 After each sign-in it prints who signed in, the token's expiry and one API
 request's status. Tokens are printed as fingerprints (8 hex digits of their
 SHA-256), never whole; no authorization code, device code, verifier or secret
-is printed (the user code is: the person must read it). About 35 seconds.
+is printed (the user code is: the person must read it). About 45 seconds.
 The parts are in ``eid_auth._demo``, one module each.
 """
 
@@ -27,6 +30,7 @@ from __future__ import annotations
 import argparse
 
 from ._demo import LIFETIME
+from ._demo.cli import command_line
 from ._demo.fleet import client_credentials_fleet
 from ._demo.narration import Say
 from ._demo.sign_in import browser_sign_in, device_sign_in
@@ -35,7 +39,7 @@ from .testing import EmpowerIDTestServer
 
 
 def main() -> None:
-    """Run the demo's seven parts on one test server; takes about 35 seconds."""
+    """Run the demo's eight parts on one test server; takes about 45 seconds."""
     say = Say()
     with EmpowerIDTestServer(access_token_lifetime=LIFETIME) as server:
         say(
@@ -46,6 +50,11 @@ def main() -> None:
         browser_sign_in(server, say)
         client_credentials_fleet(server, say)
         tour(server, say)
+        command_line(server, say, number=8)
+        say(
+            f"done: {server.refresh_grants} refresh grants in all, "
+            f"{server.reuse_detected} reuse detected"
+        )
 
 
 def cli(argv: list[str] | None = None) -> None:
@@ -54,13 +63,15 @@ def cli(argv: list[str] | None = None) -> None:
         prog="python -m eid_auth.demo",
         description=(
             "A tour of eid_auth on its embedded EmpowerID test server (loopback only, "
-            "about 35 seconds): a device sign-in and a browser sign-in that the demo "
+            "about 45 seconds): a device sign-in and a browser sign-in that the demo "
             "completes itself, as a person would; a client credentials token shared by "
             "4 processes through one token file, one grant per expiry; then requests, "
             "httpx and httpx async sharing one auth across several token expiries, a "
             "forced 401, 250 concurrent requests meeting a revoked token with one "
-            "refresh grant, and 4 processes sharing one token file with the refresh "
-            "grant. It prints tokens as fingerprints, never whole, and no secret: of the "
+            "refresh grant, 4 processes sharing one token file with the refresh "
+            "grant, and the eid-auth command line (a browser login, eid-auth token, and "
+            "5 eid-auth token processes at expiry with one refresh grant). It prints "
+            "tokens as fingerprints, never whole, and no secret: of the "
             "codes, only the user code a person must read."
         ),
     )

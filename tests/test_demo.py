@@ -26,6 +26,7 @@ PARTS = [
     "5. auth.refresh() forces a refresh",
     "6. the token expires early again",
     "7. 4 processes x 3 threads share one FileTokenStore",
+    "8. the command line",
     "done:",
 ]
 

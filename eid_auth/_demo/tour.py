@@ -102,10 +102,6 @@ def tour(server: EmpowerIDTestServer, say: Say) -> None:
         f"{server.refresh_grants - before} refresh grant(s) between the 4 processes; "
         f"reused refresh tokens seen by the server: {server.reuse_detected}"
     )
-    say(
-        f"done: {server.refresh_grants} refresh grants in all, "
-        f"{server.reuse_detected} reuse detected"
-    )
 
 
 async def _async_get(auth: EmpowerIDAuth, url: str) -> int:
