@@ -436,8 +436,22 @@ class EmpowerIDAuth(RequestsAdapter, HTTPXAdapter, _ClientAuth):
 
     @classmethod
     def from_profile(cls, name: str | None = None) -> Self:
-        """Bearer auth on a profile of the ``eid-auth`` command line (after
-        ``eid-auth login``): its server, client and token, shared with the command line.
+        """Bearer auth for a profile signed in with ``eid-auth login``: its server, its
+        application and its token store, shared with the command line and with every
+        process using the profile (one refresh grant between them).
+
+        Args:
+            name: the profile; ``None`` means ``$EID_PROFILE``, else ``"default"``.
+
+        Raises:
+            ConfigurationError: no such profile, the profile is not signed in, or the
+                variable or keyring entry holding its client secret is missing; the
+                message says which ``eid-auth login --profile NAME`` to run.
+
+        Example:
+            >>> auth = EmpowerIDAuth.from_profile()  # doctest: +SKIP
+            >>> requests.get("https://eid.example.com/api/...", auth=auth)  # doctest: +SKIP
+            >>> auth = EmpowerIDAuth.from_profile("work")  # doctest: +SKIP
         """
         from ._profiles import auth_from_profile
 
@@ -445,7 +459,29 @@ class EmpowerIDAuth(RequestsAdapter, HTTPXAdapter, _ClientAuth):
 
     @classmethod
     def from_env(cls) -> Self:
-        """Bearer auth configured by ``EID_*`` environment variables (containers, CI)."""
+        """Bearer auth described by ``EID_*`` environment variables (containers, CI).
+
+        ``EID_SERVER`` or ``EID_TOKEN_ENDPOINT``, ``EID_CLIENT_ID`` (required);
+        ``EID_CLIENT_SECRET`` (required for client_credentials; leave it out for a
+        public client); ``EID_CLIENT_AUTH``; ``EID_SCOPE``; ``EID_GRANT``:
+        ``refresh_token`` (default), ``client_credentials`` or ``password``;
+        ``EID_REFRESH_TOKEN`` (refresh_token, unless ``EID_TOKEN_STORE`` already holds
+        a token); ``EID_USERNAME`` and ``EID_PASSWORD`` (password; ``EID_USERNAME`` is
+        EmpowerID's username for client_credentials); ``EID_API_KEY``;
+        ``EID_TOKEN_STORE``: a token file path or a ``redis://`` / ``rediss://`` URL
+        (key: ``EID_TOKEN_STORE_KEY``, default ``"<client_id>:<grant>[:<username>]"``).
+        With none of ``EID_SERVER``, ``EID_TOKEN_ENDPOINT`` and ``EID_CLIENT_ID`` set
+        and ``EID_PROFILE`` set, this is ``from_profile(EID_PROFILE)``.
+
+        Raises:
+            ConfigurationError: one error naming every missing or wrong variable
+                (never a value).
+
+        Example:
+            >>> # EID_SERVER=https://eid.example.com EID_CLIENT_ID=svc EID_CLIENT_SECRET=...
+            >>> # EID_GRANT=client_credentials EID_SCOPE=api
+            >>> auth = EmpowerIDAuth.from_env()  # doctest: +SKIP
+        """
         from ._env import auth_from_env
 
         return auth_from_env(cls)
