@@ -7,7 +7,9 @@ placeholders (client ``my-app``, secret ``...``, refresh token ``...``, the pers
 loopback redis-server, ``/var/lib/`` a temporary directory. The person at the
 browser is ``tests/fake_browser.py`` (through ``BROWSER``), and the person at the
 device page approves at once. An example that imports nothing from eid_auth (it
-uses the ``auth`` of the one before) continues the one before it.
+uses the ``auth`` of the one before) continues the one before it. An example that
+runs on a command-line profile (``from_profile()``) runs after the README's own
+``eid-auth login`` line, run as written in a subprocess.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import ast
 import asyncio
 import re
 import shlex
+import subprocess
 import sys
 import webbrowser
 from pathlib import Path
@@ -56,6 +59,12 @@ def _groups() -> list[list[tuple[int, str]]]:
     return groups
 
 
+def _login_command() -> list[str]:
+    """The README's ``eid-auth login`` command line."""
+    (line,) = re.findall(r"^eid-auth login .*$", README.read_text(), re.MULTILINE)
+    return shlex.split(line)
+
+
 def _run(code: str, line: int, namespace: dict[str, Any]) -> None:
     compiled = compile(
         "\n" * (line) + code, "README.md", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
@@ -93,6 +102,20 @@ def test_readme_example_runs_as_written(
         monkeypatch.setenv("EID_CLIENT_SECRET", PLACEHOLDER)
         monkeypatch.setenv("EID_REFRESH_TOKEN", PLACEHOLDER)
         monkeypatch.setenv("EID_TOKEN_FILE", str(tmp_path / "eid-token.json"))
+        if any("from_profile(" in code for _, code in group):
+            # Signed in from the command line first, as the README says.
+            monkeypatch.setenv("EID_AUTH_CONFIG_DIR", str(tmp_path / "config"))
+            monkeypatch.setenv("EID_AUTH_DATA_DIR", str(tmp_path / "data"))
+            monkeypatch.delenv("EID_PROFILE", raising=False)
+            command = [a.replace(EXAMPLE_SERVER, server.url) for a in _login_command()]
+            login = subprocess.run(
+                [sys.executable, "-m", "eid_auth", *command[1:]],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+            assert login.returncode == 0, login.stderr
         namespace: dict[str, Any] = {"__name__": "readme_example"}
         for line, code in group:
             code = code.replace(EXAMPLE_SERVER, server.url)
