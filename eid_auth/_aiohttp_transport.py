@@ -24,6 +24,7 @@ cancelled and the connection closed on the loop.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import base64
 import concurrent.futures
 import contextlib
@@ -31,11 +32,14 @@ import errno
 import http.client
 import os
 import threading
+import time
 import urllib.request
-from collections.abc import Coroutine, Iterator
+import weakref
+from collections.abc import Callable, Coroutine, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
+from . import _timing
 from ._exceptions import ConfigurationError
 from ._libraries import require
 
@@ -100,6 +104,10 @@ class PrivateSession:
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
+        # Token requests under way, which closing at interpreter exit waits for.
+        self._idle = threading.Condition()
+        self._busy = 0
+        _open_sessions.add(self)
 
     def session(self) -> tuple[aiohttp.ClientSession, asyncio.AbstractEventLoop]:
         """The session and its loop, made now if need be."""
@@ -115,8 +123,25 @@ class PrivateSession:
                 self._loop = loop
             return self._session, self._loop
 
+    def begin(self) -> None:
+        """A token request starts (``end()`` when its answer is closed)."""
+        with self._idle:
+            self._busy += 1
+
+    def end(self) -> None:
+        with self._idle:
+            self._busy -= 1
+            self._idle.notify_all()
+
+    def close_when_idle(self, deadline: float) -> None:
+        """``close()`` once no token request is under way, or at ``deadline``."""
+        with self._idle:
+            self._idle.wait_for(lambda: self._busy <= 0, max(0.0, deadline - time.monotonic()))
+        self.close()
+
     def close(self) -> None:
         """Close the session (waits a few seconds at most; the loop thread stays)."""
+        _open_sessions.discard(self)
         with self._lock:
             session, loop = self._session, self._loop
             self._session, self._closed = None, True
@@ -124,6 +149,22 @@ class PrivateSession:
             # The loop may be gone already (interpreter exit); nothing is left to close then.
             with contextlib.suppress(RuntimeError, concurrent.futures.TimeoutError):
                 _wait(session.close(), loop, _CLOSE_SECONDS)
+
+
+# Sessions not closed yet: closed at interpreter exit, or aiohttp reports each
+# of them ("Unclosed client session") as the process ends.
+_open_sessions: weakref.WeakSet[PrivateSession] = weakref.WeakSet()
+
+
+def _close_sessions_at_exit() -> None:
+    # Registered after the exit function of the renewal threads (_flight), so it
+    # runs first: it leaves a token request under way EXIT_GRACE to finish.
+    deadline = time.monotonic() + _timing.EXIT_GRACE
+    for private in list(_open_sessions):
+        private.close_when_idle(deadline)
+
+
+atexit.register(_close_sessions_at_exit)
 
 
 async def _new_session() -> aiohttp.ClientSession:
@@ -176,12 +217,24 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
 class AiohttpOpened:
     """An aiohttp answer whose status and headers are in, read from another thread."""
 
-    def __init__(self, response: aiohttp.ClientResponse, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self,
+        response: aiohttp.ClientResponse,
+        loop: asyncio.AbstractEventLoop,
+        done: Callable[[], None],
+    ) -> None:
         self.response = response
         self._loop = loop
         self._pending: concurrent.futures.Future[Any] | None = None
         self._lock = threading.Lock()
         self._shut = False
+        self._done: Callable[[], None] | None = done
+
+    def _finished(self) -> None:
+        with self._lock:
+            done, self._done = self._done, None
+        if done is not None:
+            done()
 
     def chunks(self, size: int) -> Iterator[bytes]:
         """The body as sent (still compressed, if it is), ``size`` bytes at a time."""
@@ -204,6 +257,7 @@ class AiohttpOpened:
         """Hand the connection back (reused only when the answer was read whole)."""
         with contextlib.suppress(RuntimeError):  # the loop is closed: so is the connection
             self._loop.call_soon_threadsafe(self.response.release)
+        self._finished()
 
     def shut_down(self) -> None:
         """From another thread, at the deadline: stop the pending read, drop the connection."""
@@ -214,6 +268,7 @@ class AiohttpOpened:
             pending.cancel()
         with contextlib.suppress(RuntimeError):
             self._loop.call_soon_threadsafe(self.response.close)
+        self._finished()
 
 
 def open_response(
@@ -228,9 +283,12 @@ def open_response(
     and return once the status and headers are in (on this thread, not the loop's)."""
     library = require("aiohttp")
     options: dict[str, Any] = {}
+    done: Callable[[], None] = _nothing
     if isinstance(client, PrivateSession):
         session, loop = client.session()
         options.update(_environment_proxy(url))
+        client.begin()
+        done = client.end
     else:
         session, loop = client, _loop_of(client)  # type: ignore[assignment]
 
@@ -248,11 +306,19 @@ def open_response(
         )
         return response
 
-    future = asyncio.run_coroutine_threadsafe(send(), loop)
-    # aiohttp's own total timeout ends the request at the deadline at the latest;
-    # the margin only covers a loop too busy to run it on time.
-    response = _translated(lambda: future.result(timeout + _CLOSE_SECONDS))
-    return AiohttpOpened(response, loop)
+    try:
+        future = asyncio.run_coroutine_threadsafe(send(), loop)
+        # aiohttp's own total timeout ends the request at the deadline at the latest;
+        # the margin only covers a loop too busy to run it on time.
+        response = _translated(lambda: future.result(timeout + _CLOSE_SECONDS))
+    except BaseException:
+        done()
+        raise
+    return AiohttpOpened(response, loop, done)
+
+
+def _nothing() -> None:
+    pass
 
 
 def _translated(result: Any) -> Any:
