@@ -422,13 +422,34 @@ class EmpowerIDAuth(RequestsAdapter, HTTPXAdapter, _ClientAuth):
         return await self._coordinator.replace_async(self._coordinator.token, default_library())
 
     def aiohttp_middleware(self) -> ClientMiddleware:
-        """A client middleware for aiohttp (3.12 or newer) that signs each request and
-        renews the token like the other clients do.
+        """A client middleware for aiohttp (3.12 or newer): the same rules as with
+        requests and httpx, sharing this object's token and single flight.
+
+        Each request gets ``Authorization: Bearer`` (and the API key), the token
+        is renewed ahead of expiry, and a 401 to our token costs one refresh and
+        one re-send of the request, unless its body cannot be sent again (an
+        async generator, a pipe): that 401 is returned. A 403 never refreshes.
+        aiohttp runs middlewares for each redirect hop too: a hop to another
+        origin, and every hop after it, goes without the token and the API key.
+        Cookies the 401 sets go with the re-send when the session's cookie jar
+        takes them.
+
+        Token requests go through a private ``aiohttp.ClientSession`` on an event
+        loop thread of eid_auth's own (closed by ``close()``/``aclose()``), or
+        through ``token_client=aiohttp.ClientSession(...)``, which must then be
+        used on its own running loop.
+
+        Give it to the session (``ClientSession(middlewares=[...])``) or to single
+        requests (``session.get(url, middlewares=(...))``).
 
         Example:
             >>> import aiohttp  # doctest: +SKIP
-            >>> middleware = auth.aiohttp_middleware()
-            >>> session = aiohttp.ClientSession(middlewares=[middleware])  # doctest: +SKIP
+            >>> async with aiohttp.ClientSession(  # doctest: +SKIP
+            ...     middlewares=[auth.aiohttp_middleware()]
+            ... ) as session:
+            ...     async with session.get("https://eid.example.com/api/whoami") as r:
+            ...         print(r.status)
+            200
         """
         from ._aiohttp_adapter import middleware
 
