@@ -12,7 +12,9 @@ read back chunk by chunk, raw (``auto_decompress=False``), so that
   application loop, and a cancelled task cannot cut a refresh off;
 * with ``token_client=aiohttp.ClientSession(...)``, on that session's own
   loop, which must be running (the application's loop: its tasks wait for the
-  refresh without blocking it).
+  refresh without blocking it). A synchronous token request made on that
+  loop's own thread (``auth.refresh()`` in a coroutine) blocks the loop it
+  needs: it fails at its deadline, as a timeout.
 
 Each request goes with ``middlewares=()`` (never the session's, which may be
 our own middleware), no redirects, and aiohttp's ``total`` timeout set to the
@@ -198,20 +200,7 @@ def _loop_of(session: Any) -> asyncio.AbstractEventLoop:
             "token requests run on that loop, so use it from code running on that loop "
             "(or leave token_client out: eid_auth then uses a private session)"
         )
-    if _running_loop() is loop:
-        raise ConfigurationError(
-            "a token request through token_client (an aiohttp.ClientSession) was made from "
-            "its own event loop's thread without awaiting (refresh() instead of "
-            "await arefresh(), say): it would wait for the loop it blocks"
-        )
     return loop
-
-
-def _running_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
 
 
 class AiohttpOpened:

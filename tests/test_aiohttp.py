@@ -488,6 +488,41 @@ def test_sixty_tasks_on_one_session_send_one_refresh_grant_per_expiry(
     assert server.reuse_detected == 0
 
 
+def test_aiohttp_httpx_and_httpx2_tasks_share_one_grant(
+    server: EmpowerIDTestServer, auth_factory: AuthFactory
+) -> None:
+    httpx = pytest.importorskip("httpx")
+    httpx2 = pytest.importorskip("httpx2")
+    auth = auth_factory()
+
+    async def go() -> list[int]:
+        async with (
+            _session(auth) as session,
+            httpx.AsyncClient(auth=auth, timeout=10) as one,
+            httpx2.AsyncClient(auth=auth, timeout=10) as two,
+        ):
+
+            async def through_httpx(client: Any, url: str) -> int:
+                return int((await client.get(url)).status_code)
+
+            async def burst() -> list[int]:
+                calls = []
+                for i in range(20):
+                    calls.append(_get(session, server.api_url(f"/api/aiohttp/{i}")))
+                    calls.append(through_httpx(one, server.api_url(f"/api/httpx/{i}")))
+                    calls.append(through_httpx(two, server.api_url(f"/api/httpx2/{i}")))
+                results = await asyncio.gather(*calls)
+                return [r[0] if isinstance(r, tuple) else r for r in results]
+
+            statuses = await burst()
+            server.expire_access_tokens()
+            return statuses + await burst()
+
+    assert asyncio.run(go()) == [200] * 120
+    assert server.refresh_grants == 2  # the first token, then one refresh after the 401s
+    assert server.reuse_detected == 0
+
+
 def test_event_loops_in_threads_share_one_auth_and_one_grant(
     server: EmpowerIDTestServer, auth_factory: AuthFactory
 ) -> None:
