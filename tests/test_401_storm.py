@@ -17,14 +17,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import httpx
 import pytest
 
 from eid_auth import EmpowerIDAuth
 from eid_auth.stores import FileTokenStore
 from eid_auth.testing import EmpowerIDTestServer, FaultSpec
 
-from .conftest import send
+from .conftest import is_async, library, send
 
 AuthFactory = Callable[..., EmpowerIDAuth]
 
@@ -39,11 +38,11 @@ def _pause_warnings(records: list[logging.LogRecord]) -> list[logging.LogRecord]
 
 def _burst(flavour: str, auth: EmpowerIDAuth, url: str, count: int) -> list[int]:
     """``count`` requests at once: threads for the sync clients, tasks on one
-    AsyncClient for httpx async."""
-    if flavour == "httpx_async":
+    AsyncClient for the async ones."""
+    if is_async(flavour):
 
         async def main() -> list[int]:
-            async with httpx.AsyncClient(auth=auth, timeout=10) as client:
+            async with library(flavour).AsyncClient(auth=auth, timeout=10) as client:
                 responses = await asyncio.gather(*(client.get(url) for _ in range(count)))
             return [r.status_code for r in responses]
 

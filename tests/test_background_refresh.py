@@ -53,7 +53,9 @@ def test_requests_in_the_early_window_do_not_wait_for_the_refresh(
     def one(i: int) -> None:
         go.wait(10)
         sent.append(
-            send(FLAVOURS[i % 3], auth, "GET", server.api_url("/api/x")).sent_authorization
+            send(
+                FLAVOURS[i % len(FLAVOURS)], auth, "GET", server.api_url("/api/x")
+            ).sent_authorization
         )
 
     started = time.monotonic()

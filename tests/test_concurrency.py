@@ -7,7 +7,8 @@ Also what the callers waiting for a refresh get: each its own error object, an
 error once the longest possible refresh is over, an ordinary error (not a hang,
 not the interrupt) when the refreshing caller is interrupted; small connection
 pools that a slow refresh does not starve; trio as well as asyncio; and a
-refresh thread that cannot start.
+refresh thread that cannot start. httpx2 (sync and async) wherever httpx is,
+and every client library at once on one auth.
 """
 
 from __future__ import annotations
@@ -20,18 +21,21 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
+import httpx2
 import pytest
 import requests
 
 from eid_auth import EmpowerIDAuth, TokenEndpointUnavailableError
 from eid_auth.testing import EmpowerIDTestServer, FaultSpec
 
-from .conftest import CLIENT_ID, CLIENT_SECRET
+from .conftest import CLIENT_ID, CLIENT_SECRET, library
 
 AuthFactory = Callable[..., EmpowerIDAuth]
 
 THREADS = 50
 TASKS = 500
+# httpx's API: the tests of its clients run through httpx and httpx2.
+HTTPX_LIBRARIES = ["httpx", "httpx2"]
 
 
 def _expired_auth(
@@ -58,21 +62,22 @@ def _run_threads(count: int, work: Callable[[], int]) -> list[int]:
         return [f.result(timeout=60) for f in futures]
 
 
-@pytest.mark.parametrize("library", ["requests", "httpx"])
+@pytest.mark.parametrize("name", ["requests", *HTTPX_LIBRARIES])
 def test_threads_sharing_one_auth_refresh_once(
-    server: EmpowerIDTestServer, auth_factory: AuthFactory, library: str
+    server: EmpowerIDTestServer, auth_factory: AuthFactory, name: str
 ) -> None:
     auth = _expired_auth(server, auth_factory)
     # Slow the refresh down so every thread arrives while it is in flight.
     server.fail_next(FaultSpec(status=200, delay=0.3), count=1)
     url = server.api_url("/api/x")
-    if library == "requests":
+    if name == "requests":
         session = requests.Session()
         session.auth = auth
         statuses = _run_threads(THREADS, lambda: session.get(url, timeout=30).status_code)
         session.close()
     else:
-        with httpx.Client(auth=auth, timeout=30, limits=httpx.Limits(max_connections=200)) as c:
+        lib = library(name)
+        with lib.Client(auth=auth, timeout=30, limits=lib.Limits(max_connections=200)) as c:
             statuses = _run_threads(THREADS, lambda: c.get(url).status_code)
     assert statuses == [200] * THREADS
     assert server.refresh_grants == 1
@@ -80,14 +85,15 @@ def test_threads_sharing_one_auth_refresh_once(
     assert server.reuse_detected == 0
 
 
+@pytest.mark.parametrize("name", HTTPX_LIBRARIES)
 def test_tasks_sharing_one_async_client_refresh_once(
-    server: EmpowerIDTestServer, auth_factory: AuthFactory
+    server: EmpowerIDTestServer, auth_factory: AuthFactory, name: str
 ) -> None:
     auth = _expired_auth(server, auth_factory)
     server.fail_next(FaultSpec(status=200, delay=0.3), count=1)
 
     async def main() -> list[int]:
-        async with httpx.AsyncClient(auth=auth, timeout=60) as client:
+        async with library(name).AsyncClient(auth=auth, timeout=60) as client:
             responses = await asyncio.gather(
                 *(client.get(server.api_url("/api/x")) for _ in range(TASKS))
             )
@@ -125,6 +131,67 @@ def test_threads_and_an_event_loop_at_once_refresh_once(
     assert server.refresh_grants == 1
 
 
+def test_every_client_library_at_once_on_one_expired_token_costs_one_grant(
+    server: EmpowerIDTestServer, auth_factory: AuthFactory
+) -> None:
+    """Threads on one requests.Session and on one httpx2.Client, and tasks on
+    httpx.AsyncClient, httpx2.AsyncClient and an aiohttp session in one event
+    loop, all on one auth whose token has expired: one refresh grant for all."""
+    import aiohttp
+
+    auth = _expired_auth(server, auth_factory)
+    # Slow the refresh down so every caller arrives while it is in flight.
+    server.fail_next(FaultSpec(status=200, delay=0.3), count=1)
+    url = server.api_url("/api/x")
+    threads_each, tasks_each = 10, 50
+    go = threading.Barrier(2 * threads_each + 1, timeout=30)
+
+    async def tasks() -> list[int]:
+        async with (
+            httpx.AsyncClient(auth=auth, timeout=30) as on_httpx,
+            httpx2.AsyncClient(auth=auth, timeout=30) as on_httpx2,
+            aiohttp.ClientSession(
+                middlewares=[auth.aiohttp_middleware()], timeout=aiohttp.ClientTimeout(total=30)
+            ) as on_aiohttp,
+        ):
+
+            async def with_httpx(client: Any) -> int:
+                return int((await client.get(url)).status_code)
+
+            async def with_aiohttp() -> int:
+                async with on_aiohttp.get(url) as response:
+                    await response.read()
+                    return response.status
+
+            go.wait()  # blocks the loop on purpose: every task starts together
+            return await asyncio.gather(
+                *(with_httpx(on_httpx) for _ in range(tasks_each)),
+                *(with_httpx(on_httpx2) for _ in range(tasks_each)),
+                *(with_aiohttp() for _ in range(tasks_each)),
+            )
+
+    session = requests.Session()
+    session.auth = auth
+    client = httpx2.Client(auth=auth, timeout=30, limits=httpx2.Limits(max_connections=50))
+
+    def with_requests() -> int:
+        go.wait()
+        return session.get(url, timeout=30).status_code
+
+    def with_httpx2() -> int:
+        go.wait()
+        return int(client.get(url).status_code)
+
+    with session, client, ThreadPoolExecutor(2 * threads_each + 1) as pool:
+        loop = pool.submit(asyncio.run, tasks())
+        threads = [pool.submit(with_requests) for _ in range(threads_each)]
+        threads += [pool.submit(with_httpx2) for _ in range(threads_each)]
+        assert [f.result(timeout=60) for f in threads] == [200] * (2 * threads_each)
+        assert loop.result(timeout=60) == [200] * (3 * tasks_each)
+    assert server.grants_served == {"refresh_token": 1}
+    assert server.reuse_detected == 0
+
+
 def test_burst_of_401s_causes_one_refresh(
     server: EmpowerIDTestServer, auth_factory: AuthFactory
 ) -> None:
@@ -141,17 +208,19 @@ def test_burst_of_401s_causes_one_refresh(
     assert server.reuse_detected == 0
 
 
+@pytest.mark.parametrize("name", HTTPX_LIBRARIES)
 def test_async_401_burst_with_a_tiny_pool_does_not_starve(
-    server: EmpowerIDTestServer, auth_factory: AuthFactory
+    server: EmpowerIDTestServer, auth_factory: AuthFactory, name: str
 ) -> None:
     auth = auth_factory()
     auth.refresh()
     server.expire_access_tokens()
+    lib = library(name)
 
     async def main() -> list[int]:
-        limits = httpx.Limits(max_connections=2)
-        timeout = httpx.Timeout(10, pool=10)
-        async with httpx.AsyncClient(auth=auth, limits=limits, timeout=timeout) as client:
+        limits = lib.Limits(max_connections=2)
+        timeout = lib.Timeout(10, pool=10)
+        async with lib.AsyncClient(auth=auth, limits=limits, timeout=timeout) as client:
             responses = await asyncio.gather(
                 *(client.get(server.api_url("/api/x")) for _ in range(40))
             )
@@ -161,20 +230,22 @@ def test_async_401_burst_with_a_tiny_pool_does_not_starve(
     assert server.refresh_grants == 2
 
 
+@pytest.mark.parametrize("name", HTTPX_LIBRARIES)
 def test_a_slow_refresh_does_not_starve_a_tiny_connection_pool(
-    server: EmpowerIDTestServer, auth_factory: AuthFactory
+    server: EmpowerIDTestServer, auth_factory: AuthFactory, name: str
 ) -> None:
     auth = auth_factory()
     auth.refresh()
     server.expire_access_tokens()
     server.fail_next(FaultSpec(status=200, delay=2.0), count=1)
+    lib = library(name)
 
     async def main() -> list[int]:
         # Tasks holding their unread 401s while the refresh takes 2 s would keep
         # both connections, and the others would hit the 1 s pool timeout.
-        limits = httpx.Limits(max_connections=2)
-        timeout = httpx.Timeout(10, pool=1.0)
-        async with httpx.AsyncClient(auth=auth, limits=limits, timeout=timeout) as client:
+        limits = lib.Limits(max_connections=2)
+        timeout = lib.Timeout(10, pool=1.0)
+        async with lib.AsyncClient(auth=auth, limits=limits, timeout=timeout) as client:
             responses = await asyncio.gather(
                 *(client.get(server.api_url("/api/x")) for _ in range(20))
             )
@@ -184,16 +255,18 @@ def test_a_slow_refresh_does_not_starve_a_tiny_connection_pool(
     assert server.refresh_grants == 2
 
 
+@pytest.mark.parametrize("name", HTTPX_LIBRARIES)
 def test_a_slow_refresh_does_not_starve_a_tiny_sync_pool(
-    server: EmpowerIDTestServer, auth_factory: AuthFactory
+    server: EmpowerIDTestServer, auth_factory: AuthFactory, name: str
 ) -> None:
     auth = auth_factory()
     auth.refresh()
     server.expire_access_tokens()
     server.fail_next(FaultSpec(status=200, delay=2.0), count=1)
-    limits = httpx.Limits(max_connections=2)
-    timeout = httpx.Timeout(10, pool=1.0)
-    with httpx.Client(auth=auth, limits=limits, timeout=timeout) as client:
+    lib = library(name)
+    limits = lib.Limits(max_connections=2)
+    timeout = lib.Timeout(10, pool=1.0)
+    with lib.Client(auth=auth, limits=limits, timeout=timeout) as client:
         barrier = threading.Barrier(10, timeout=10)
         statuses: list[int] = []
 
@@ -201,7 +274,7 @@ def test_a_slow_refresh_does_not_starve_a_tiny_sync_pool(
             barrier.wait()
             try:
                 response = client.get(server.api_url("/api/x"))
-            except httpx.ReadError as exc:
+            except lib.ReadError as exc:
                 # httpcore's sync pool can close a connection it has just handed
                 # to a queued request (encode/httpcore#1110): EBADF, now and then,
                 # under load. Not what this test is about: starvation shows as a
@@ -220,14 +293,15 @@ def test_a_slow_refresh_does_not_starve_a_tiny_sync_pool(
     assert server.refresh_grants == 2
 
 
+@pytest.mark.parametrize("name", HTTPX_LIBRARIES)
 def test_cancelled_task_does_not_lose_the_rotated_token(
-    server: EmpowerIDTestServer, auth_factory: AuthFactory
+    server: EmpowerIDTestServer, auth_factory: AuthFactory, name: str
 ) -> None:
     auth = _expired_auth(server, auth_factory)
     server.fail_next(FaultSpec(status=200, delay=0.5), count=1)
 
     async def main() -> int:
-        async with httpx.AsyncClient(auth=auth, timeout=30) as client:
+        async with library(name).AsyncClient(auth=auth, timeout=30) as client:
             leader = asyncio.ensure_future(client.get(server.api_url("/api/x")))
             await asyncio.sleep(0.1)  # the refresh is now in flight
             leader.cancel()
@@ -408,12 +482,15 @@ def test_several_event_loops_and_threads_share_one_auth(
     assert server.refresh_grants == 1
 
 
-def test_trio_is_supported(server: EmpowerIDTestServer, auth_factory: AuthFactory) -> None:
+@pytest.mark.parametrize("name", HTTPX_LIBRARIES)
+def test_trio_is_supported(
+    server: EmpowerIDTestServer, auth_factory: AuthFactory, name: str
+) -> None:
     trio = pytest.importorskip("trio")
     auth = auth_factory()
 
     async def main() -> list[int]:
-        async with httpx.AsyncClient(auth=auth, timeout=10) as client:
+        async with library(name).AsyncClient(auth=auth, timeout=10) as client:
             results: list[int] = []
 
             async def one() -> None:

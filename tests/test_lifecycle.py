@@ -16,7 +16,7 @@ import requests
 from eid_auth import EmpowerIDAuth
 from eid_auth.testing import EmpowerIDTestServer, FaultSpec
 
-from .conftest import make_auth, wait_for
+from .conftest import library, make_auth, wait_for
 
 
 def _auth_due_in(server: EmpowerIDTestServer, seconds: float) -> tuple[str, EmpowerIDAuth]:
@@ -129,9 +129,12 @@ def test_help_has_words_for_init_repr_and_the_with_blocks() -> None:
         assert doc.strip() in text, name
 
 
-def test_auth_flow_driven_by_hand_signs_like_sync_auth_flow(server: EmpowerIDTestServer) -> None:
+@pytest.mark.parametrize("name", ["httpx", "httpx2"])
+def test_auth_flow_driven_by_hand_signs_like_sync_auth_flow(
+    server: EmpowerIDTestServer, name: str
+) -> None:
     auth = make_auth(server)
-    flow = auth.auth_flow(httpx.Request("GET", server.api_url("/api/x")))
+    flow = auth.auth_flow(library(name).Request("GET", server.api_url("/api/x")))
     request = next(flow)
     assert request.headers["Authorization"].startswith("Bearer ")
     auth.close()

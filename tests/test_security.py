@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
-import httpx
 import pytest
 
 import eid_auth
 from eid_auth import EmpowerIDAuth, EmpowerIDAuthError
 from eid_auth.testing import EmpowerIDTestServer, FaultSpec
 
-from .conftest import CLIENT_SECRET, send
+from .conftest import CLIENT_SECRET, library, send
 
 AuthFactory = Callable[..., EmpowerIDAuth]
 
@@ -79,14 +79,15 @@ def test_no_secret_in_any_log_record_or_error(
             assert secret not in text
 
 
+@pytest.mark.parametrize("name", ["httpx", "httpx2"])
 def test_httpx_history_never_holds_a_token_request(
-    server: EmpowerIDTestServer, auth_factory: AuthFactory
+    server: EmpowerIDTestServer, auth_factory: AuthFactory, name: str
 ) -> None:
     auth = auth_factory()
     auth.refresh()
     server.expire_access_tokens()
-    seen: list[httpx.Request] = []
-    with httpx.Client(auth=auth, event_hooks={"request": [seen.append]}) as client:
+    seen: list[Any] = []
+    with library(name).Client(auth=auth, event_hooks={"request": [seen.append]}) as client:
         response = client.get(server.api_url("/api/x"))
     assert response.status_code == 200
     assert [r.request.url.path for r in response.history] == ["/api/x"]
@@ -137,9 +138,12 @@ def test_public_names() -> None:
         assert hasattr(eid_auth, name)
 
 
-def test_one_object_is_both_kinds_of_auth(auth_factory: AuthFactory) -> None:
+def test_one_object_is_every_kind_of_auth(auth_factory: AuthFactory) -> None:
+    import httpx
+    import httpx2
     import requests
 
     auth = auth_factory()
     assert isinstance(auth, requests.auth.AuthBase)
     assert isinstance(auth, httpx.Auth)
+    assert isinstance(auth, httpx2.Auth)

@@ -72,7 +72,9 @@ class _Callers(RuleBasedStateMachine):
 
         def one(i: int) -> None:
             go.wait(10)
-            result = send(FLAVOURS[i % 3], self.auth, "GET", self.server.api_url("/api/x"))
+            result = send(
+                FLAVOURS[i % len(FLAVOURS)], self.auth, "GET", self.server.api_url("/api/x")
+            )
             statuses.append(result.status)
 
         threads = [threading.Thread(target=one, args=(i,)) for i in range(callers)]

@@ -24,7 +24,7 @@ from eid_auth import EmpowerIDAuthError, Token, TokenStoreError
 from eid_auth.stores import FileTokenStore, RedisTokenStore, StoredToken, TokenStore
 from eid_auth.testing import EmpowerIDTestServer
 
-from .conftest import make_auth, send, stored_record
+from .conftest import FLAVOURS, make_auth, send, stored_record
 
 
 @pytest.mark.parametrize(
@@ -209,7 +209,7 @@ def test_a_damaged_redis_record_fails_requests_with_a_store_error(
     client.set(store.key, content)
     auth = make_auth(server, store=store)
     try:
-        for flavour in ("requests", "httpx", "httpx_async"):
+        for flavour in FLAVOURS:
             with pytest.raises(TokenStoreError) as caught:
                 send(flavour, auth, "GET", server.api_url("/api/x"))
             assert_refused(store, caught)

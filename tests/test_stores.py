@@ -41,7 +41,15 @@ from eid_auth.stores import (
 )
 from eid_auth.testing import EmpowerIDTestServer, FaultSpec
 
-from .conftest import CLIENT_ID, CLIENT_SECRET, make_auth, send, stored_record, wait_for
+from .conftest import (
+    CLIENT_ID,
+    CLIENT_SECRET,
+    FLAVOURS,
+    make_auth,
+    send,
+    stored_record,
+    wait_for,
+)
 from .workers import StoreSpec, hold_lock, hold_lock_and_fork, write_forever
 
 SPAWN = multiprocessing.get_context("spawn")
@@ -203,7 +211,7 @@ def test_a_lost_grant_fails_fast_everywhere_until_a_new_refresh_token_comes(
         send("requests", a, "GET", server.api_url("/api/x"))
     sent = server.token_requests
     # b learns from the store that the grant is gone: no token request of its own.
-    for flavour in ("requests", "httpx", "httpx_async"):
+    for flavour in FLAVOURS:
         with pytest.raises(InvalidGrantError, match="not sent again"):
             send(flavour, b, "GET", server.api_url("/api/x"))
     assert server.token_requests == sent
@@ -357,7 +365,7 @@ def test_a_hung_lock_holder_does_not_delay_requests_on_a_valid_token(
     auth = make_auth(server, store=spec.build(), timeout=2, max_retries=0)
     with lock_held_elsewhere(spec):
         started = time.monotonic()
-        for flavour in ("requests", "httpx", "httpx_async", "requests"):
+        for flavour in (*FLAVOURS, "requests"):
             result = send(flavour, auth, "GET", server.api_url("/api/x"))
             assert result.status == 200
             assert result.sent_authorization == f"Bearer {grant['access_token']}"

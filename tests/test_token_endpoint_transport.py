@@ -20,9 +20,11 @@ import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, Literal
+from types import ModuleType
+from typing import Any, cast
 
 import httpx
+import httpx2
 import pytest
 import requests
 
@@ -32,13 +34,23 @@ from eid_auth import (
     TokenEndpointUnavailableError,
     TokenResponseTooLargeError,
 )
+from eid_auth._libraries import Library
 from eid_auth._token_endpoint import TokenEndpoint
 from eid_auth.testing import EmpowerIDTestServer, FaultSpec
 
-from .conftest import CLIENT_ID, CLIENT_SECRET, send, wait_for
+from .conftest import CLIENT_ID, CLIENT_SECRET, FLAVOURS, library, send, wait_for
 from .hostile_server import HostileServer, Script, Wire, gzip_bomb, self_signed_tls
 
 AuthFactory = Callable[..., EmpowerIDAuth]
+
+
+@pytest.fixture(params=[f for f in FLAVOURS if f != "httpx2_async"])
+def flavour(request: pytest.FixtureRequest) -> str:
+    """Every flavour but httpx2 async: what is tested here is the token request,
+    which httpx2's AsyncClient sends exactly as its Client does (through an
+    httpx2.Client, from a thread), and these tests wait out deadlines."""
+    return str(request.param)
+
 
 HOSTILE_REFRESH_TOKEN = "hostile-refresh-token-value"
 SECRETS = (CLIENT_SECRET, HOSTILE_REFRESH_TOKEN)
@@ -106,16 +118,19 @@ def test_unreachable_token_endpoint_message_says_how_to_configure_the_client() -
     auth.close()
 
 
-def test_token_client_httpx_with_a_mock_transport(server: EmpowerIDTestServer) -> None:
-    seen: list[httpx.Request] = []
+@pytest.mark.parametrize("lib", [httpx, httpx2], ids=["httpx", "httpx2"])
+def test_token_client_httpx_with_a_mock_transport(
+    server: EmpowerIDTestServer, lib: ModuleType
+) -> None:
+    seen: list[Any] = []
 
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: Any) -> Any:
         seen.append(request)
-        return httpx.Response(
+        return lib.Response(
             200, json={"access_token": "from-the-mock", "token_type": "Bearer", "expires_in": 60}
         )
 
-    with httpx.Client(transport=httpx.MockTransport(handler)) as token_client:
+    with lib.Client(transport=lib.MockTransport(handler)) as token_client:
         auth = EmpowerIDAuth(
             token_endpoint="https://eid.example.com/oauth/v2/token",
             client_id=CLIENT_ID,
@@ -203,16 +218,23 @@ def _chain(error: BaseException) -> list[BaseException]:
     return found
 
 
+_REQUESTS_AND_RESPONSES = (
+    requests.PreparedRequest,
+    requests.Response,
+    httpx.Request,
+    httpx.Response,
+    httpx2.Request,
+    httpx2.Response,
+)
+
+
 def _assert_chain_holds_no_request(error: BaseException) -> None:
     """Neither the error nor anything chained to it carries a secret or a request."""
     for linked in _chain(error):
         values = [linked, *linked.args, *vars(linked).values()]
         text = " ".join(f"{v!s} {v!r}" for v in values)
         assert not any(secret in text for secret in SECRETS)
-        assert not any(
-            isinstance(v, (requests.PreparedRequest, requests.Response, httpx.Request))
-            for v in values
-        )
+        assert not any(isinstance(v, _REQUESTS_AND_RESPONSES) for v in values)
         if linked is not error:
             # A traceback's frames would hold the token request in their locals.
             assert linked.__traceback__ is None
@@ -336,10 +358,10 @@ def test_a_trickle_ends_at_the_deadline(flavour: str, script: Script) -> None:
         _assert_chain_holds_no_request(error)
 
 
-@pytest.mark.parametrize("kind", ["requests", "httpx"])
+@pytest.mark.parametrize("kind", ["requests", "httpx", "httpx2"])
 def test_the_deadline_holds_with_a_token_client(kind: str) -> None:
-    token_client: requests.Session | httpx.Client = (
-        requests.Session() if kind == "requests" else httpx.Client()
+    token_client: requests.Session | httpx.Client | httpx2.Client = (
+        requests.Session() if kind == "requests" else library(kind).Client()
     )
     with HostileServer(_trickled_headers) as hostile, token_client:
         auth = _hostile_auth(hostile.url(), timeout=1, token_client=token_client)
@@ -384,7 +406,7 @@ def _endpoint(**kwargs: Any) -> TokenEndpoint:
 def _endpoint_error(flavour: str, **kwargs: Any) -> TokenEndpointUnavailableError:
     """The error of one refresh grant sent by the token endpoint client itself."""
     endpoint = _endpoint(max_retries=0, **kwargs)
-    adapter: Literal["requests", "httpx"] = "requests" if flavour == "requests" else "httpx"
+    adapter = cast(Library, library(flavour).__name__)
     try:
         with pytest.raises(TokenEndpointUnavailableError) as caught:
             endpoint.refresh(HOSTILE_REFRESH_TOKEN, adapter)
@@ -434,7 +456,7 @@ def test_errors_carry_no_chained_exception(flavour: str) -> None:
     with pytest.raises(TokenEndpointUnavailableError) as caught:
         send(flavour, auth, "GET", "http://127.0.0.1:9/api/x")
     error: BaseException | None = caught.value
-    # No requests/httpx error in the chain: it would hold the token request,
+    # No requests/httpx/httpx2 error in the chain: it would hold the token request,
     # with the client secret in its body. At most a bare copy of the low-level
     # cause, with no traceback (whose frames hold the request) and no chain.
     assert error is not None
