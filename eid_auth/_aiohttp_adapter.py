@@ -123,8 +123,10 @@ def _chain_of(request: ClientRequest) -> tuple[RedirectChain, bool]:
 
 
 def _note_redirect(response: ClientResponse, chain: RedirectChain) -> None:
+    if response.status not in _REDIRECTS:
+        return
     location = response.headers.get("Location") or response.headers.get("URI")
-    if response.status not in _REDIRECTS or location is None:
+    if location is None:
         return
     yarl = sys.modules["yarl"]
     try:
