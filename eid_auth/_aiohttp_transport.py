@@ -275,7 +275,8 @@ def open_response(
     done: Callable[[], None] = _nothing
     if isinstance(client, PrivateSession):
         session, loop = client.session()
-        options.update(_environment_proxy(url))
+        options = _environment_proxy(url)
+        headers = {**headers, **options.pop("headers", {})}
         client.begin()
         done = client.end
     else:
@@ -332,7 +333,8 @@ def _translated(result: Any) -> Any:
 
 
 def _environment_proxy(url: str) -> dict[str, Any]:
-    """The ``proxy`` (and its credentials) the environment names for ``url``."""
+    """The ``proxy`` the environment names for ``url``, and its credentials (as
+    ``proxy_headers``, or ``headers`` to add to the request)."""
     proxies = urllib.request.getproxies_environment()
     parts = urlsplit(url)
     proxy = proxies.get(parts.scheme)
@@ -343,7 +345,13 @@ def _environment_proxy(url: str) -> dict[str, Any]:
     if proxy_parts.username is not None:
         pair = f"{unquote(proxy_parts.username)}:{unquote(proxy_parts.password or '')}"
         basic = base64.b64encode(pair.encode("latin-1", "replace")).decode("ascii")
-        options["proxy_headers"] = {"Proxy-Authorization": f"Basic {basic}"}
+        credentials = {"Proxy-Authorization": f"Basic {basic}"}
+        if parts.scheme == "https":
+            options["proxy_headers"] = credentials  # for the CONNECT request
+        else:
+            # aiohttp sends proxy_headers only with CONNECT; a plain request goes
+            # to the proxy itself, so its credentials go in the request's headers.
+            options["headers"] = credentials
         netloc = proxy_parts.netloc.rpartition("@")[2]
         proxy_parts = proxy_parts._replace(netloc=netloc)
     options["proxy"] = proxy_parts.geturl()

@@ -31,6 +31,7 @@ import pytest
 from eid_auth import (
     ConfigurationError,
     EmpowerIDAuth,
+    InvalidTokenResponseError,
     Token,
     TokenEndpointUnavailableError,
     TokenResponseTooLargeError,
@@ -691,6 +692,29 @@ def test_token_client_accepts_four_libraries_and_says_so() -> None:
             token_client=object(),  # type: ignore[arg-type]
         )
     assert "an aiohttp.ClientSession" in str(caught.value)
+
+
+def test_the_private_session_takes_its_proxy_from_the_environment(
+    server: EmpowerIDTestServer, origin_b: _OriginB, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # origin_b plays a forwarding proxy that answers 200 "{}" itself: not a token.
+    proxy = origin_b.url("").replace("http://", "http://proxy-user:proxy%20pw@")
+    for name in ("NO_PROXY", "no_proxy", "HTTP_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("http_proxy", proxy)
+    auth = make_auth(server, max_retries=0)
+    with pytest.raises(InvalidTokenResponseError):
+        _through_aiohttp(auth, server.api_url("/api/x"))
+    ((target, headers),) = origin_b.received
+    assert target == server.token_endpoint  # the absolute form a proxy gets
+    assert headers["proxy-authorization"] == "Basic cHJveHktdXNlcjpwcm94eSBwdw=="
+    assert server.token_requests == 0
+    auth.close()
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    auth = make_auth(server)
+    assert _through_aiohttp(auth, server.api_url("/api/x")) == 200
+    assert len(origin_b.received) == 1
+    auth.close()
 
 
 def test_close_closes_the_private_session(
