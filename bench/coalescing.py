@@ -21,6 +21,12 @@ The table runs the server without the empty ``"error": ""`` and
 answers, so that it measures coalescing alone; a header line says which clients
 accept an answer with those fields (one request each). Every asyncio client has a
 pool of 10 connections (see ASYNC_LIMITS for why not httpx's default).
+
+aiohttp's row beside ``auth.aiohttp_middleware()`` is the token refresh middleware
+of aiohttp's own documentation (client middleware cookbook), written here for this
+server's refresh grant: one ``asyncio.Lock`` per middleware, expiry checked again
+once the lock is held. authlib's httpx integration runs on httpx2 when httpx2 is
+installed (authlib 1.8 and later); its rows name the library it ran on.
 """
 
 from __future__ import annotations
@@ -37,7 +43,9 @@ from datetime import datetime, timezone
 from importlib import metadata
 from typing import Any
 
+import aiohttp
 import httpx
+import httpx2
 import requests
 from requests.adapters import HTTPAdapter
 
@@ -59,11 +67,14 @@ START_TIMEOUT = 30.0  # seconds for all threads to reach the barrier
 # this smaller pool, which carries the same 1,000 static-header requests in about 3 s
 # without a failure.
 ASYNC_LIMITS = httpx.Limits(max_connections=10, max_keepalive_connections=10)
+ASYNC_LIMITS_2 = httpx2.Limits(max_connections=10, max_keepalive_connections=10)
 
 DISTRIBUTIONS = (
     "eid-auth",
     "requests",
     "httpx",
+    "httpx2",
+    "aiohttp",
     "Authlib",
     "requests-oauth2client",
     "requests-oauthlib",
@@ -190,6 +201,128 @@ def eid_httpx_async(grant: Grant) -> AsyncClient:
     return AsyncClient(get, close)
 
 
+def eid_httpx2(grant: Grant) -> SyncClient:
+    auth = eid_auth_for(grant)
+    client = httpx2.Client(
+        auth=auth, timeout=REQUEST_TIMEOUT, limits=httpx2.Limits(max_connections=max(THREAD_LOADS))
+    )
+
+    def close() -> None:
+        client.close()
+        auth.close()
+
+    return SyncClient(lambda: client.get(grant.api_url).status_code, close)
+
+
+def eid_httpx2_async(grant: Grant) -> AsyncClient:
+    auth = eid_auth_for(grant)
+    client = httpx2.AsyncClient(auth=auth, timeout=REQUEST_TIMEOUT, limits=ASYNC_LIMITS_2)
+
+    async def get() -> int:
+        return (await client.get(grant.api_url)).status_code
+
+    async def close() -> None:
+        await client.aclose()
+        auth.close()
+
+    return AsyncClient(get, close)
+
+
+def aiohttp_session(middleware: Any) -> aiohttp.ClientSession:
+    """A session pooled like the other asyncio clients, with ``middleware``."""
+    return aiohttp.ClientSession(
+        middlewares=[middleware],
+        connector=aiohttp.TCPConnector(limit=ASYNC_LIMITS.max_connections),
+        timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT),
+    )
+
+
+def eid_aiohttp(grant: Grant) -> AsyncClient:
+    auth = eid_auth_for(grant)
+    session = aiohttp_session(auth.aiohttp_middleware())
+
+    async def get() -> int:
+        async with session.get(grant.api_url) as response:
+            await response.read()
+            return response.status
+
+    async def close() -> None:
+        await session.close()
+        await auth.aclose()
+
+    return AsyncClient(get, close)
+
+
+class DocsTokenRefreshMiddleware:
+    """The token refresh middleware of aiohttp's client middleware cookbook, with
+    the request its refresh sends written for an OAuth 2.0 refresh grant
+    (form-encoded, client credentials in the body, the new refresh token kept)."""
+
+    def __init__(
+        self, token_endpoint: str, client_id: str, client_secret: str, refresh_token: str
+    ) -> None:
+        self.token_endpoint = token_endpoint
+        self.client_id = client_id
+        self.client_secret = client_secret
+        self.refresh_token = refresh_token
+        self.access_token: str | None = None
+        self.token_expires_at: float | None = None
+        self._refresh_lock = asyncio.Lock()
+
+    async def _refresh_access_token(self, session: aiohttp.ClientSession) -> str | None:
+        async with self._refresh_lock:
+            # Another task may have refreshed while this one waited for the lock.
+            if self.token_expires_at and time.time() < self.token_expires_at:
+                return self.access_token
+            form = {
+                "grant_type": "refresh_token",
+                "refresh_token": self.refresh_token,
+                "client_id": self.client_id,
+                "client_secret": self.client_secret,
+            }
+            # middlewares=(): the token request must not pass through this middleware.
+            async with session.post(self.token_endpoint, data=form, middlewares=()) as resp:
+                resp.raise_for_status()
+                data = await resp.json()
+            if "access_token" not in data:
+                raise ValueError("No access_token in refresh response")
+            self.access_token = data["access_token"]
+            self.refresh_token = data.get("refresh_token", self.refresh_token)
+            self.token_expires_at = time.time() + data.get("expires_in", 300) - 30
+            return self.access_token
+
+    async def __call__(
+        self, request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
+    ) -> aiohttp.ClientResponse:
+        if not self.access_token or (
+            self.token_expires_at and time.time() >= self.token_expires_at
+        ):
+            await self._refresh_access_token(request.session)
+        request.headers["Authorization"] = f"Bearer {self.access_token}"
+        response = await handler(request)
+        if response.status == 401:
+            await self._refresh_access_token(request.session)
+            request.headers["Authorization"] = f"Bearer {self.access_token}"
+            response = await handler(request)
+        return response
+
+
+def aiohttp_docs_middleware(grant: Grant) -> AsyncClient:
+    middleware = DocsTokenRefreshMiddleware(
+        grant.token_endpoint, CLIENT_ID, CLIENT_SECRET, grant.refresh_token
+    )
+    middleware.access_token = grant.access_token
+    middleware.token_expires_at = grant.expires_at
+    session = aiohttp_session(middleware)
+
+    async def get() -> int:
+        async with session.get(grant.api_url) as response:
+            await response.read()
+            return response.status
+
+    return AsyncClient(get, session.close)
+
+
 def authlib_requests(grant: Grant) -> SyncClient:
     from authlib.integrations.requests_client import OAuth2Session
 
@@ -231,7 +364,7 @@ def authlib_httpx_async(grant: Grant) -> AsyncClient:
         token=grant.token_dict(),
         token_endpoint=grant.token_endpoint,
         timeout=REQUEST_TIMEOUT,
-        limits=ASYNC_LIMITS,
+        limits=ASYNC_LIMITS_2 if authlib_httpx_library() == "httpx2" else ASYNC_LIMITS,
     )
 
     async def get() -> int:
@@ -292,6 +425,16 @@ def requests_oauthlib(grant: Grant) -> SyncClient:
     )
 
 
+def authlib_httpx_library() -> str:
+    """The library authlib's httpx integration runs on: httpx2 when installed
+    (authlib 1.8 and later), else httpx."""
+    try:
+        from authlib.integrations.httpx_client import _compat  # type: ignore[attr-defined]
+    except ImportError:
+        return "httpx"
+    return str(_compat.httpx2.__name__)
+
+
 HTTPX_AUTH_REASON = (
     "not supported: its refresh runs only inside its own grant flows "
     "(authorization code, password); no public way to start from an existing refresh token"
@@ -301,9 +444,23 @@ CONTENDERS = (
     Contender("eid_auth", "requests.Session", sync=eid_requests),
     Contender("eid_auth", "httpx.Client", sync=eid_httpx),
     Contender("eid_auth", "httpx.AsyncClient", asynchronous=eid_httpx_async),
+    Contender("eid_auth", "httpx2.Client", sync=eid_httpx2),
+    Contender("eid_auth", "httpx2.AsyncClient", asynchronous=eid_httpx2_async),
+    Contender("eid_auth", "aiohttp.ClientSession", asynchronous=eid_aiohttp),
+    Contender(
+        "aiohttp docs",
+        "TokenRefreshMiddleware on aiohttp.ClientSession",
+        asynchronous=aiohttp_docs_middleware,
+    ),
     Contender("authlib", "requests_client.OAuth2Session", sync=authlib_requests),
-    Contender("authlib", "httpx_client.OAuth2Client", sync=authlib_httpx),
-    Contender("authlib", "httpx_client.AsyncOAuth2Client", asynchronous=authlib_httpx_async),
+    Contender(
+        "authlib", f"httpx_client.OAuth2Client ({authlib_httpx_library()})", sync=authlib_httpx
+    ),
+    Contender(
+        "authlib",
+        f"httpx_client.AsyncOAuth2Client ({authlib_httpx_library()})",
+        asynchronous=authlib_httpx_async,
+    ),
     Contender(
         "requests-oauth2client",
         "OAuth2AccessTokenAuth on requests.Session",

@@ -4,13 +4,21 @@ Run by hand (not part of the test suite):
 
     .venv/bin/python bench/hot_path.py
 
-Requests go through real ``requests.Session``, ``httpx.Client`` and
-``httpx.AsyncClient`` objects, but are answered in-process (a requests
-adapter that builds the response itself, httpx's ``MockTransport``), so the
-figures are the clients' own cost plus the auth's, with no network. Each
-client is timed with EmpowerIDAuth and with a static ``Authorization`` header
-set once on the client; rounds alternate between the two and the median is
-reported, with the ratio (the goal: within 5% of the static header).
+Requests go through real ``requests.Session``, ``httpx.Client``,
+``httpx.AsyncClient``, ``httpx2.Client`` and ``httpx2.AsyncClient`` objects,
+but are answered in-process (a requests adapter that builds the response
+itself, httpx's and httpx2's ``MockTransport``), so the figures are the
+clients' own cost plus the auth's, with no network. Each client is timed with
+EmpowerIDAuth and with a static ``Authorization`` header set once on the
+client; rounds alternate between the two and the median is reported, with the
+ratio (the goal: within 5% of the static header). authlib's ``OAuth2Client``
+(an httpx2 client since authlib 1.8) is timed beside them on a valid token.
+
+aiohttp has no in-process transport: its rows go to an aiohttp server on
+loopback in the same event loop, so they include a real socket and are not
+comparable with the rows above, only with each other: the static header,
+``auth.aiohttp_middleware()``, and the token refresh middleware of aiohttp's
+own documentation (client middleware cookbook) on a valid token.
 """
 
 from __future__ import annotations
@@ -21,9 +29,14 @@ import platform
 import statistics
 import time
 from collections.abc import Callable
+from importlib import metadata
 
+import aiohttp
 import httpx
+import httpx2
 import requests
+from aiohttp import web
+from coalescing import DocsTokenRefreshMiddleware  # this folder, run as a script
 from requests.adapters import BaseAdapter
 
 from eid_auth import EmpowerIDAuth
@@ -61,6 +74,10 @@ def make_auth() -> EmpowerIDAuth:
 
 def ok(request: httpx.Request) -> httpx.Response:
     return httpx.Response(200, json={})
+
+
+def ok2(request: httpx2.Request) -> httpx2.Response:
+    return httpx2.Response(200, json={})
 
 
 def requests_session(auth: EmpowerIDAuth | None) -> Callable[[int], None]:
@@ -106,6 +123,57 @@ def httpx_async_client(auth: EmpowerIDAuth | None) -> Callable[[int], None]:
     return run
 
 
+def httpx2_client(auth: EmpowerIDAuth | None) -> Callable[[int], None]:
+    headers = {"Authorization": STATIC} if auth is None else None
+    client = httpx2.Client(transport=httpx2.MockTransport(ok2), auth=auth, headers=headers)
+
+    def run(n: int) -> None:
+        for _ in range(n):
+            client.get(URL)
+
+    return run
+
+
+def httpx2_async_client(auth: EmpowerIDAuth | None) -> Callable[[int], None]:
+    headers = {"Authorization": STATIC} if auth is None else None
+    client = httpx2.AsyncClient(transport=httpx2.MockTransport(ok2), auth=auth, headers=headers)
+
+    async def many(n: int) -> None:
+        for _ in range(n):
+            await client.get(URL)
+
+    def run(n: int) -> None:
+        asyncio.run(many(n))
+
+    return run
+
+
+def authlib_httpx2_client(auth: EmpowerIDAuth | None) -> Callable[[int], None]:
+    """authlib's OAuth2Client on a valid token (``auth`` None: the static header)."""
+    if auth is None:
+        return httpx2_client(None)
+    from authlib.integrations.httpx_client import OAuth2Client
+
+    client = OAuth2Client(
+        client_id="bench",
+        client_secret="s",
+        token={
+            "access_token": "a-valid-access-token",
+            "token_type": "Bearer",
+            "refresh_token": "rt",
+            "expires_at": int(time.time() + 3600),
+        },
+        token_endpoint="https://eid.example.com/oauth/v2/token",
+        transport=httpx2.MockTransport(ok2),
+    )
+
+    def run(n: int) -> None:
+        for _ in range(n):
+            client.get(URL)
+
+    return run
+
+
 def timed(run: Callable[[int], None], n: int) -> float:
     started = time.perf_counter()
     run(n)
@@ -118,8 +186,9 @@ def main() -> None:
     print(
         f"# {platform.python_implementation()} {platform.python_version()} on "
         f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs; requests "
-        f"{requests.__version__}, httpx {httpx.__version__}; {rounds} alternating rounds "
-        f"of {n} requests, medians"
+        f"{requests.__version__}, httpx {httpx.__version__}, httpx2 {httpx2.__version__}, "
+        f"aiohttp {aiohttp.__version__}, authlib {metadata.version('Authlib')}; {rounds} "
+        f"alternating rounds of {n} requests, medians"
     )
     print()
     print(
@@ -131,6 +200,9 @@ def main() -> None:
         ("requests.Session", requests_session),
         ("httpx.Client", httpx_client),
         ("httpx.AsyncClient", httpx_async_client),
+        ("httpx2.Client", httpx2_client),
+        ("httpx2.AsyncClient", httpx2_async_client),
+        ("authlib OAuth2Client (httpx2.Client) instead", authlib_httpx2_client),
     ):
         static, ours = build(None), build(make_auth())
         static(200)  # warm up
@@ -143,6 +215,72 @@ def main() -> None:
         print(f"| {name} | {sa:.1f} | {sb:.1f} | {1e6 / sb:,.0f} | {sb / sa:.3f} |")
     print()
     print(f"The auth's own step alone: {own_step_us():.2f} µs per request.")
+    print()
+    aiohttp_rows(n=2_000, rounds=rounds)
+
+
+def aiohttp_rows(n: int, rounds: int) -> None:
+    """aiohttp against a loopback aiohttp server: static header, our middleware and
+    the documentation's middleware, alternating, medians."""
+    print(f"aiohttp.ClientSession to a loopback aiohttp server, {rounds} rounds of {n}:")
+    print()
+    print("| middleware | µs/request | requests/s | ratio to the static header |")
+    print("|---|---:|---:|---:|")
+    print(*asyncio.run(_aiohttp_rows(n, rounds)), sep="\n")
+
+
+async def _aiohttp_rows(n: int, rounds: int) -> list[str]:
+    async def answer(request: web.Request) -> web.Response:
+        return web.json_response({})
+
+    app = web.Application()
+    app.router.add_get("/v1/things", answer)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    url = f"http://127.0.0.1:{port}/v1/things"
+    docs = DocsTokenRefreshMiddleware(
+        token_endpoint=f"http://127.0.0.1:{port}/oauth/v2/token",
+        client_id="bench",
+        client_secret="s",
+        refresh_token="rt",
+    )
+    docs.access_token = "a-valid-access-token"
+    docs.token_expires_at = time.time() + 3600
+    sessions = {
+        "static header": aiohttp.ClientSession(headers={"Authorization": STATIC}),
+        "auth.aiohttp_middleware()": aiohttp.ClientSession(
+            middlewares=[make_auth().aiohttp_middleware()]
+        ),
+        "aiohttp docs' TokenRefreshMiddleware": aiohttp.ClientSession(middlewares=[docs]),
+    }
+
+    async def timed_session(session: aiohttp.ClientSession, count: int) -> float:
+        started = time.perf_counter()
+        for _ in range(count):
+            async with session.get(url) as response:
+                await response.read()
+        return (time.perf_counter() - started) / count * 1e6
+
+    try:
+        results: dict[str, list[float]] = {name: [] for name in sessions}
+        for session in sessions.values():
+            await timed_session(session, 200)  # warm up
+        for _ in range(rounds):
+            for name, session in sessions.items():
+                results[name].append(await timed_session(session, n))
+    finally:
+        for session in sessions.values():
+            await session.close()
+        await runner.cleanup()
+    static = statistics.median(results["static header"])
+    rows = []
+    for name, values in results.items():
+        us = statistics.median(values)
+        rows.append(f"| {name} | {us:.1f} | {1e6 / us:,.0f} | {us / static:.3f} |")
+    return rows
 
 
 def own_step_us(calls: int = 200_000) -> float:
