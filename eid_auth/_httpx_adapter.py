@@ -134,11 +134,17 @@ def _without_credentials(
     ]
 
 
+# Request class -> its library: one dict lookup on the hot path.
+_LIBRARY_OF_REQUEST_CLASS: dict[type, tuple[Library, ModuleType]] = {}
+
+
 def _library(request: Any) -> tuple[Library, ModuleType]:
     """``("httpx", httpx)`` or ``("httpx2", httpx2)``: the library ``request`` is of."""
-    if library_of(request) == "httpx2":
-        return "httpx2", sys.modules["httpx2"]
-    return "httpx", sys.modules["httpx"]
+    found = _LIBRARY_OF_REQUEST_CLASS.get(type(request))
+    if found is None:
+        name: Library = "httpx2" if library_of(request) == "httpx2" else "httpx"
+        found = _LIBRARY_OF_REQUEST_CLASS[type(request)] = (name, sys.modules[name])
+    return found
 
 
 def _replayable(request: httpx.Request) -> bool:

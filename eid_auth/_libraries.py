@@ -58,7 +58,7 @@ def default_library() -> Library:
     one installed, so nothing new is imported when something fits."""
     candidates: tuple[Library, ...] = ("httpx", "httpx2", "requests")
     for library in candidates:
-        if library in sys.modules:
+        if sys.modules.get(library) is not None:  # None: blocked on purpose
             return library
     import importlib.util
 
