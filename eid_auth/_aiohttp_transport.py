@@ -36,7 +36,6 @@ import os
 import threading
 import time
 import urllib.request
-import weakref
 from collections.abc import Callable, Coroutine, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import unquote, urlsplit
@@ -87,14 +86,13 @@ def _serve(loop: asyncio.AbstractEventLoop) -> None:
 
 
 _private_loop = _PrivateLoop()
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_private_loop.after_fork_in_child)
 
 
 class PrivateSession:
     """The client token requests of aiohttp users go through by default: an
     ``aiohttp.ClientSession`` of eid_auth's own on the private loop, made on
-    first use and closed by ``close()`` (``auth.close()`` / ``aclose()``).
+    first use and closed by ``close()`` (``auth.close()`` / ``aclose()``), or
+    at interpreter exit.
 
     Proxies come from the environment (``HTTPS_PROXY``, ``NO_PROXY``...), as for
     the other libraries' default clients; netrc is not read, as it is not for
@@ -104,69 +102,96 @@ class PrivateSession:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._session: aiohttp.ClientSession | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
-        # Token requests under way, which closing at interpreter exit waits for.
-        self._idle = threading.Condition()
-        self._busy = 0
-        _open_sessions.add(self)
 
     def session(self) -> tuple[aiohttp.ClientSession, asyncio.AbstractEventLoop]:
         """The session and its loop, made now if need be."""
         with self._lock:
             if self._closed:
                 raise ConfigurationError(
-                    "this auth was closed (close() or aclose()): make a new one to send "
-                    "token requests again"
+                    "eid_auth's aiohttp session for token requests was closed (by close() "
+                    "or aclose() of the auth or EmpowerIDClient using it)"
                 )
-            if self._session is None or self._loop is None or self._loop.is_closed():
+            with _live_lock:
+                # Not there after a fork: the parent's session stays the parent's.
+                loop = _live.get(self._session) if self._session is not None else None
+            if self._session is None or loop is None or loop.is_closed():
                 loop = _private_loop.get()
                 self._session = _wait(_new_session(), loop, _CLOSE_SECONDS)
-                self._loop = loop
-            return self._session, self._loop
-
-    def begin(self) -> None:
-        """A token request starts (``end()`` when its answer is closed)."""
-        with self._idle:
-            self._busy += 1
-
-    def end(self) -> None:
-        with self._idle:
-            self._busy -= 1
-            self._idle.notify_all()
-
-    def close_when_idle(self, deadline: float) -> None:
-        """``close()`` once no token request is under way, or at ``deadline``."""
-        with self._idle:
-            self._idle.wait_for(lambda: self._busy <= 0, max(0.0, deadline - time.monotonic()))
-        self.close()
+                with _live_lock:
+                    _live[self._session] = loop
+            return self._session, loop
 
     def close(self) -> None:
         """Close the session (waits a few seconds at most; the loop thread stays)."""
-        _open_sessions.discard(self)
         with self._lock:
-            session, loop = self._session, self._loop
-            self._session, self._closed = None, True
-        if session is not None and loop is not None and not loop.is_closed():
-            # The loop may be gone already (interpreter exit); nothing is left to close then.
-            with contextlib.suppress(RuntimeError, concurrent.futures.TimeoutError):
-                _wait(session.close(), loop, _CLOSE_SECONDS)
+            session, self._session, self._closed = self._session, None, True
+        if session is not None:
+            _close(session)
 
 
-# Sessions not closed yet: closed at interpreter exit, or aiohttp reports each
-# of them ("Unclosed client session") as the process ends.
-_open_sessions: weakref.WeakSet[PrivateSession] = weakref.WeakSet()
+# Every private session not closed yet, and its loop. Kept here rather than by
+# its PrivateSession alone: a session the garbage collector finds unclosed is
+# reported by aiohttp ("Unclosed client session"); these are closed by
+# close() or at interpreter exit.
+_live: dict[Any, asyncio.AbstractEventLoop] = {}
+_live_lock = threading.Condition()
+_busy = 0  # token requests under way on private sessions
+
+
+def _begin() -> None:
+    global _busy
+    with _live_lock:
+        _busy += 1
+
+
+def _end() -> None:
+    global _busy
+    with _live_lock:
+        _busy -= 1
+        _live_lock.notify_all()
+
+
+def _close(session: aiohttp.ClientSession) -> None:
+    with _live_lock:
+        loop = _live.pop(session, None)
+    if loop is not None and not loop.is_closed():
+        # A loop stopped already (interpreter exit) has nothing left to close.
+        with contextlib.suppress(RuntimeError, concurrent.futures.TimeoutError):
+            _wait(session.close(), loop, _CLOSE_SECONDS)
 
 
 def _close_sessions_at_exit() -> None:
     # Registered after the exit function of the renewal threads (_flight), so it
-    # runs first: it leaves a token request under way EXIT_GRACE to finish.
+    # runs first: a token request under way gets EXIT_GRACE to finish.
     deadline = time.monotonic() + _timing.EXIT_GRACE
-    for private in list(_open_sessions):
-        private.close_when_idle(deadline)
+    with _live_lock:
+        _live_lock.wait_for(lambda: _busy <= 0, max(0.0, deadline - time.monotonic()))
+        sessions = list(_live)
+    for session in sessions:
+        _close(session)
 
 
 atexit.register(_close_sessions_at_exit)
+
+# A forked child's copies of the parent's sessions and loop: never used, closed
+# or collected here. Their sockets and the loop's epoll instance are shared
+# with the parent, which goes on using them; collecting a session would also
+# report it unclosed.
+_parents: list[object] = []
+
+
+def _after_fork_in_child() -> None:
+    global _live_lock, _busy
+    _parents.append(dict(_live))
+    _live.clear()
+    _live_lock = threading.Condition()
+    _busy = 0
+    _private_loop.after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 async def _new_session() -> aiohttp.ClientSession:
@@ -277,8 +302,8 @@ def open_response(
         session, loop = client.session()
         options = _environment_proxy(url)
         headers = {**headers, **options.pop("headers", {})}
-        client.begin()
-        done = client.end
+        _begin()
+        done = _end
     else:
         session, loop = client, _loop_of(client)  # type: ignore[assignment]
 

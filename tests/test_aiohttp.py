@@ -729,7 +729,7 @@ def test_close_closes_the_private_session(
         (own,) = [private.session()[0]]
         await auth.aclose()
         assert own.closed
-        with pytest.raises(ConfigurationError, match="was closed"):
+        with pytest.raises(ConfigurationError, match="session for token requests was closed"):
             private.session()
 
     asyncio.run(go())
@@ -771,6 +771,55 @@ def test_an_aiohttp_program_never_imports_requests_or_httpx_and_exits_quietly() 
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["([200, 200], 2)", "[]"]
+    assert "Unclosed" not in done.stderr
+
+
+_FORKED = textwrap.dedent(
+    """
+    import asyncio, atexit, os
+    import aiohttp
+    import eid_auth._aiohttp_transport
+    from eid_auth import EmpowerIDAuth
+    from eid_auth.testing import EmpowerIDTestServer
+
+    async def get(auth, url):
+        async with aiohttp.ClientSession(middlewares=[auth.aiohttp_middleware()]) as s:
+            async with s.get(url) as r:
+                return r.status
+
+    with EmpowerIDTestServer() as server:
+        auth = EmpowerIDAuth(
+            token_endpoint=server.token_endpoint, client_id="test-client",
+            client_secret="test-client-secret",
+            refresh_token=server.issue_grant()["refresh_token"], timeout=5, max_retries=0,
+        )
+        print("parent", asyncio.run(get(auth, server.api_url("/api/a"))), flush=True)
+        server.expire_access_tokens()  # the server runs in the parent
+        pid = os.fork()
+        if pid == 0:  # the child: a 401, a refresh on a private loop of its own, an exit
+            print("child", asyncio.run(get(auth, server.api_url("/api/b"))), flush=True)
+            # A wait on the parent's loop (not running here) would now outlast the test.
+            eid_auth._aiohttp_transport._CLOSE_SECONDS = 600
+            # What exiting runs; not through the with block: the server is the parent's.
+            atexit._run_exitfuncs()
+            os._exit(0)
+        _, status = os.waitpid(pid, 0)
+        print("child exit", os.waitstatus_to_exitcode(status), server.refresh_grants)
+    """
+)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX only")
+def test_a_forked_child_sends_token_requests_on_a_private_loop_of_its_own() -> None:
+    done = subprocess.run(
+        [sys.executable, "-W", "ignore::DeprecationWarning", "-c", _FORKED],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["parent 200", "child 200", "child exit 0 2"]
     assert "Unclosed" not in done.stderr
 
 
