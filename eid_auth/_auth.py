@@ -46,11 +46,13 @@ __all__ = ["EmpowerIDAuth"]
 
 
 class EmpowerIDAuth(RequestsAdapter, HTTPXAdapter, _ClientAuth):
-    """Bearer auth for requests and httpx that runs EmpowerID's refresh grant by itself.
+    """Bearer auth for requests, httpx, httpx2 and aiohttp that runs EmpowerID's
+    refresh grant by itself.
 
     One object works with ``requests``, ``httpx.Client`` and ``httpx.AsyncClient``,
-    and may be shared by many threads and an event loop at once: however many
-    callers find the token expired, one refresh grant is sent.
+    ``httpx2.Client`` and ``httpx2.AsyncClient``, and aiohttp (through
+    ``aiohttp_middleware()``), and may be shared by many threads and event loops at
+    once: however many callers find the token expired, one refresh grant is sent.
 
     Args:
         token_endpoint: the token endpoint URL, e.g.
@@ -82,9 +84,10 @@ class EmpowerIDAuth(RequestsAdapter, HTTPXAdapter, _ClientAuth):
             (no answer, 5xx, 429).
         backoff_factor: the first retry waits about this many seconds, each
             next one twice as long (with jitter); ``Retry-After`` is honoured.
-        token_client: the ``requests.Session`` or ``httpx.Client`` to send token
-            requests with (proxies, TLS settings, transports, mocks). By default
-            a private one of the calling library, configured from the environment.
+        token_client: the ``requests.Session``, ``httpx.Client``, ``httpx2.Client``
+            or ``aiohttp.ClientSession`` to send token requests with (proxies, TLS
+            settings, transports, mocks). By default a private one of the library
+            of the request being signed, configured from the environment.
         store: where the token lives, shared with every process using the same
             store (``eid_auth.stores``): ``FileTokenStore(path)`` for the
             processes of one machine, ``RedisTokenStore`` for many machines.

@@ -57,7 +57,7 @@ def default_library() -> Library:
     explicit ``refresh()``): one the program has loaded already, else the first
     one installed, so nothing new is imported when something fits."""
     candidates: tuple[Library, ...] = ("httpx", "httpx2", "requests")
-    for library in candidates:
+    for library in (*candidates, "aiohttp"):
         if sys.modules.get(library) is not None:  # None: blocked on purpose
             return library
     import importlib.util

@@ -289,7 +289,8 @@ class TokenEndpoint:
                 raise unavailable(
                     f"failed {attempts} time(s); last: {failure.reason}. Check that the "
                     "server is up and reachable; for a proxy or a private CA, pass "
-                    "token_client= a configured requests.Session or httpx.Client.",
+                    "token_client= a configured client (requests.Session, httpx.Client, "
+                    "httpx2.Client or aiohttp.ClientSession).",
                     failure,
                     attempt,
                 ) from failure.cause
