@@ -211,6 +211,27 @@ def check_session(client: object) -> None:
         )
 
 
+def _check_netrc(session: Any, url: str) -> None:
+    """ConfigurationError when aiohttp would add a netrc login to our request.
+
+    A session with ``trust_env=True`` adds the netrc file's login for a host to
+    every request there that has no ``auth=``, and no request option turns
+    that off; the other libraries' clients are told not to (requests, httpx).
+    """
+    if not session.trust_env:
+        return
+    host = urlsplit(url).hostname
+    netrc_file = require("aiohttp").helpers.netrc_from_env()  # NETRC, else ~/.netrc
+    if host is None or netrc_file is None or netrc_file.authenticators(host) is None:
+        return
+    raise ConfigurationError(
+        f"token_client is an aiohttp.ClientSession with trust_env=True, and the netrc "
+        f"file has a login for {host}: aiohttp would send it with eid_auth's requests "
+        "to the token endpoint. Give a session with trust_env=False (and proxy= if "
+        "you need one), or leave token_client out"
+    )
+
+
 def _wait(
     coroutine: Coroutine[Any, Any, _T], loop: asyncio.AbstractEventLoop, seconds: float
 ) -> _T:
@@ -306,6 +327,7 @@ def open_response(
         done = _end
     else:
         session, loop = client, _loop_of(client)  # type: ignore[assignment]
+        _check_netrc(session, url)
 
     async def send() -> aiohttp.ClientResponse:
         response: aiohttp.ClientResponse = await session.request(
@@ -314,6 +336,9 @@ def open_response(
             headers=headers,
             data=body,
             allow_redirects=False,
+            # A session's raise_for_status is for the application's requests: an
+            # error answer of the token endpoint (invalid_grant) is read, not raised.
+            raise_for_status=False,
             auto_decompress=False,
             timeout=library.ClientTimeout(total=timeout),
             middlewares=(),

@@ -10,6 +10,7 @@ jar, several event loops at once, and the private event loop token requests run 
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
 import json
 import os
@@ -31,6 +32,7 @@ import pytest
 from eid_auth import (
     ConfigurationError,
     EmpowerIDAuth,
+    InvalidGrantError,
     InvalidTokenResponseError,
     Token,
     TokenEndpointUnavailableError,
@@ -894,3 +896,62 @@ def test_a_refused_connection_names_its_cause() -> None:
     assert isinstance(caught.value.__cause__, ConnectionRefusedError)
     assert CLIENT_SECRET not in repr(vars(caught.value))
     auth.close()
+
+
+def test_a_token_client_that_raises_for_status_still_gets_the_servers_answer(
+    server: EmpowerIDTestServer,
+) -> None:
+    # raise_for_status=True is the session's rule for the application's own
+    # requests: a refused refresh token is still invalid_grant, sent once.
+    async def go() -> BaseException | None:
+        async with aiohttp.ClientSession(raise_for_status=True) as token_client:
+            auth = make_auth(server, token_client=token_client, refresh_token="never-issued")
+            try:
+                await auth.arefresh()
+            except Exception as exc:  # what the caller gets
+                return exc
+            finally:
+                await auth.aclose()
+        return None
+
+    error = asyncio.run(go())
+    assert isinstance(error, InvalidGrantError), repr(error)
+    assert server.token_requests == 1  # not retried as if the server were down
+
+
+def test_a_token_client_that_would_add_a_netrc_login_is_refused_before_sending(
+    server: EmpowerIDTestServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # trust_env=True makes aiohttp add the netrc login for a host to every request
+    # there: that password is for the application's own requests, and no request
+    # option turns it off. Without a login for the host, the session is fine.
+    netrc = tmp_path / "netrc"
+    monkeypatch.setenv("NETRC", str(netrc))
+    for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+
+    async def refresh(client_auth: str) -> None:
+        async with aiohttp.ClientSession(trust_env=True) as token_client:
+            auth = make_auth(server, token_client=token_client, client_auth=client_auth)
+            try:
+                await auth.arefresh()
+            finally:
+                await auth.aclose()
+
+    netrc.write_text("machine eid.example.com login netrc-user password netrc-password\n")
+    netrc.chmod(0o600)
+    asyncio.run(refresh("client_secret_post"))
+    asyncio.run(refresh("client_secret_basic"))
+    post, basic = server.token_request_log
+    assert post.header("Authorization") is None
+    assert basic.header("Authorization") == "Basic " + base64.b64encode(
+        f"{CLIENT_ID}:{CLIENT_SECRET}".encode()
+    ).decode("ascii")
+
+    netrc.write_text("machine 127.0.0.1 login netrc-user password netrc-password\n")
+    for client_auth in ("client_secret_post", "client_secret_basic"):
+        refused = r"trust_env=True.*login for 127\.0\.0\.1"
+        with pytest.raises(ConfigurationError, match=refused) as caught:
+            asyncio.run(refresh(client_auth))
+        assert "netrc-password" not in str(caught.value)
+    assert server.token_requests == 2  # the two before the login was added
