@@ -218,3 +218,41 @@ def test_one_auth_passes_every_clients_isinstance_check_whenever_its_library_loa
     assert (result["httpx"], result["requests"], result["still_httpx2"]) == (True, True, True)
     assert result["type"] == "EmpowerIDAuth"
     assert result["not_a_str"] is False
+
+
+_ALIASED = """
+import httpx2
+httpx2.alias_httpx()  # an application moving to httpx2: its dependencies' httpx is httpx2
+import httpx
+from eid_auth import EmpowerIDAuth
+
+auth = EmpowerIDAuth(
+    token_endpoint=token_endpoint, client_id=client_id, client_secret=client_secret,
+    refresh_token=refresh_token,
+)
+with httpx.Client(auth=auth, timeout=10) as client:
+    result["status"] = client.get(url).status_code
+result["same"] = httpx is httpx2
+auth.close()
+"""
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="ClientAuthClasses builds a class with httpx2.Auth twice as a base (TypeError)",
+)
+def test_an_application_that_aliases_httpx_to_httpx2_can_use_the_auth(
+    server: EmpowerIDTestServer,
+) -> None:
+    # httpx2.alias_httpx() puts httpx2 in sys.modules["httpx"]: the auth then
+    # passes one Auth class's check under two names.
+    result = _run(
+        _ALIASED,
+        token_endpoint=server.token_endpoint,
+        client_id=CLIENT_ID,
+        client_secret=CLIENT_SECRET,
+        refresh_token=server.issue_grant()["refresh_token"],
+        url=server.api_url("/api/x"),
+    )
+    assert (result["same"], result["status"]) == (True, 200)
+    assert server.refresh_grants == 1
