@@ -9,6 +9,7 @@ prompt, as a person would.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -487,6 +488,50 @@ def test_logout_keeps_the_token_when_the_server_cannot_be_reached(
     local = cli("logout", "--local")
     assert local.returncode == 0, local.stderr
     assert not cli.token_file.exists()
+
+
+def test_logout_revokes_the_refresh_token_a_concurrent_renewal_brings(
+    cli: CLI, server: EmpowerIDTestServer
+) -> None:
+    # Another process (an eid-auth token, a program using from_profile) is
+    # renewing: it holds the store's lock, the server has rotated the refresh
+    # token, and the new one is not stored yet. Logout must wait for it and
+    # revoke the refresh token that is current, not the spent one, and leave no
+    # token behind.
+    cli.login(server)
+    store = FileTokenStore(cli.token_file)
+    with EmpowerIDClient(
+        server=server.url, client_id=CLIENT_ID, client_secret=CLIENT_SECRET
+    ) as eid:
+        with store.lock(timeout=10):
+            record = store.read()
+            assert record is not None
+            assert record.refresh_token is not None
+            renewed = eid.refresh(record.refresh_token)
+            assert renewed.refresh_token not in (None, record.refresh_token)
+            process = cli.popen("logout")
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=2)  # time for a logout that ignores the lock to finish
+            store.write(record.successor(renewed))
+        stdout, stderr = process.communicate(timeout=60)
+        cli.outputs.append((["logout"], stdout, stderr))
+        assert process.returncode == 0, stderr
+        assert store.read() is None
+        assert eid.introspect(renewed.refresh_token, "refresh_token") == {"active": False}
+        assert api_status(server, renewed.access_token) == 401
+
+
+def test_logout_local_deletes_a_damaged_token(cli: CLI, server: EmpowerIDTestServer) -> None:
+    cli.login(server)
+    cli.token_file.write_text("{not json")
+    done = cli("logout")
+    assert done.returncode == 1, done.stderr
+    assert "eid-auth logout --local" in done.stderr
+    assert cli.token_file.exists()
+    local = cli("logout", "--local")
+    assert local.returncode == 0, local.stderr
+    assert not cli.token_file.exists()
+    assert cli("token").returncode == 3
 
 
 # -- help ---------------------------------------------------------------------------
