@@ -69,3 +69,26 @@ def test_token_and_client_secret_in_the_keyring(
     assert logout.returncode == 0, logout.stderr
     assert "eid-auth\0default/token" not in json.loads((tmp_path / "keyring.json").read_text())
     assert cli("token").returncode == 3
+
+
+def test_moving_the_token_to_the_keyring_leaves_no_token_file(
+    keyring_cli: CLI, server: EmpowerIDTestServer, tmp_path: Path
+) -> None:
+    # A person who signed in with the default file store asks for the keyring:
+    # the refresh token must not stay behind in clear in the old token file.
+    cli = keyring_cli
+    cli.login(server)
+    assert cli.token_file.exists()
+    moved = cli("login", "--token-store", "keyring")
+    assert moved.returncode == 0, moved.stderr
+    assert not cli.token_file.exists()
+    assert "eid-auth\0default/token" in json.loads((tmp_path / "keyring.json").read_text())
+    token = cli("token")
+    assert token.returncode == 0, token.stderr
+    assert api_status(server, token.stdout.strip()) == 200
+
+    # And back: the keyring entry goes once the token is in the file again.
+    back = cli("login", "--token-store", "file")
+    assert back.returncode == 0, back.stderr
+    assert cli.token_file.exists()
+    assert "eid-auth\0default/token" not in json.loads((tmp_path / "keyring.json").read_text())

@@ -45,17 +45,19 @@ class LoginRequest:
 def login(request: LoginRequest) -> tuple[Profile, Token, str | None]:
     """Sign in, store the token, save the profile; returns who signed in when
     the server says (userinfo)."""
-    profile = _profile(request)
+    old = load_profiles().get(profile_name(request.profile))
+    profile = _profile(request, old)
     with profile.client() as eid:
         token = _sign_in(eid, profile, request)
         _store(profile.store(), eid, token)
         save_profile(profile)
+        if old is not None and old.token_store != profile.token_store:
+            _forget_old_store(old)
         return profile, token, _who(eid, token)
 
 
-def _profile(request: LoginRequest) -> Profile:
+def _profile(request: LoginRequest, old: Profile | None) -> Profile:
     name = profile_name(request.profile)
-    old = load_profiles().get(name)
     server = request.server or (old.server if old else None)
     client_id = request.client_id or (old.client_id if old else None)
     if not server or not client_id:
@@ -174,6 +176,21 @@ def _store(store: TokenStore, eid: EmpowerIDClient, token: Token) -> None:
                 refresh_token=token.refresh_token,
                 seeds=seeds,
             )
+        )
+
+
+def _forget_old_store(old: Profile) -> None:
+    """Delete the token of the store the profile no longer uses: a refresh token
+    must not stay behind in clear in a token file once it moves to the keyring."""
+    try:
+        store = old.store()
+        with store.lock(timeout=STORE_LOCK_TIMEOUT):
+            store.clear()
+    except (EmpowerIDAuthError, OSError) as exc:
+        click.echo(
+            f"eid-auth: the previous token could not be deleted from {old.describe_store()} "
+            f"({exc}): delete it yourself",
+            err=True,
         )
 
 
