@@ -104,13 +104,18 @@ def open_response(
     timeout: float,
 ) -> Opened:
     """Send the request through ``client`` and return once the headers are in."""
-    from ._aiohttp_transport import PrivateSession  # no aiohttp import: plain Python
-
-    if isinstance(client, PrivateSession) or library_of(client) == "aiohttp":
+    if _is_private_session(client) or library_of(client) == "aiohttp":
         return _open_with_aiohttp(client, method, url, headers, body, timeout)
     if library_of(client) == "requests":
         return _open_with_requests(client, method, url, headers, body, timeout)
     return _open_with_httpx(client, method, url, headers, body, timeout)
+
+
+def _is_private_session(client: object) -> bool:
+    # Looked up, not imported: _aiohttp_transport loads asyncio, which a program
+    # on requests or httpx never needs, and until it is loaded no PrivateSession exists.
+    module = sys.modules.get(f"{__package__}._aiohttp_transport")
+    return module is not None and isinstance(client, module.PrivateSession)
 
 
 def _no_auth(r: requests.PreparedRequest) -> requests.PreparedRequest:

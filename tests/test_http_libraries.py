@@ -256,3 +256,42 @@ def test_an_application_that_aliases_httpx_to_httpx2_can_use_the_auth(
     )
     assert (result["same"], result["status"]) == (True, 200)
     assert server.refresh_grants == 1
+
+
+_SYNC_PROGRAM = """
+import importlib
+library = importlib.import_module(library_name)
+from eid_auth import EmpowerIDAuth
+
+auth = EmpowerIDAuth(
+    token_endpoint=token_endpoint, client_id=client_id, client_secret=client_secret,
+    refresh_token=refresh_token,
+)
+if library_name == "requests":
+    result["status"] = library.get(url, auth=auth, timeout=10).status_code
+else:
+    with library.Client(auth=auth, timeout=10) as client:
+        result["status"] = client.get(url).status_code
+auth.refresh()
+auth.close()
+result["asyncio"] = "asyncio" in sys.modules
+"""
+
+
+@pytest.mark.parametrize("library", ["requests", "httpx", "httpx2"])
+def test_a_synchronous_program_refreshes_without_loading_asyncio(
+    server: EmpowerIDTestServer, library: str
+) -> None:
+    # Only aiohttp's token requests need an event loop; the others' do not
+    # pay for importing asyncio (eid-auth token at expiry, a serverless start).
+    result = _run(
+        _SYNC_PROGRAM,
+        library_name=library,
+        token_endpoint=server.token_endpoint,
+        client_id=CLIENT_ID,
+        client_secret=CLIENT_SECRET,
+        refresh_token=server.issue_grant()["refresh_token"],
+        url=server.api_url("/api/x"),
+    )
+    assert (result["status"], result["asyncio"]) == (200, False)
+    assert server.refresh_grants == 2
