@@ -26,7 +26,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from eid_auth import EmpowerIDClient
+from eid_auth import EmpowerIDClient, Token
 from eid_auth.stores import FileTokenStore, StoredToken
 from eid_auth.testing import EmpowerIDTestServer
 
@@ -401,6 +401,35 @@ def test_exit_code_4_when_the_server_cannot_be_reached(
     assert done.returncode == 4, done.stderr
     assert done.stderr.startswith("eid-auth: ")
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_a_still_valid_token_is_printed_when_the_early_renewal_fails(
+    cli: CLI, server: EmpowerIDTestServer
+) -> None:
+    # The token has 30 s left, less than the default 60: token renews it first.
+    # With the server down for a moment, the still-valid token is printed (as the
+    # library keeps sending it), with a note on stderr; a renewal asked for
+    # explicitly still fails with 4.
+    cli.login(server)
+    store = FileTokenStore(cli.token_file)
+    with store.lock(timeout=10):
+        record = store.read()
+        assert record is not None
+        assert record.token is not None
+        soon = dataclasses.replace(record.token, expires_at=time.time() + 30)
+        store.write(dataclasses.replace(record, token=soon, generation=record.generation + 1))
+    server.stop()
+    for command, printed in (("token", soon.access_token), ("header", header_of(soon))):
+        done = cli(command)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout == printed + "\n"
+        assert "could not be renewed" in done.stderr
+    for demand in (["--min-valid", "40"], ["--force-refresh"]):
+        assert cli("token", *demand).returncode == 4
+
+
+def header_of(token: Token) -> str:
+    return f"Authorization: Bearer {token.access_token}"
 
 
 def test_exit_code_2_for_usage_errors(cli: CLI, server: EmpowerIDTestServer) -> None:

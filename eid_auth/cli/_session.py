@@ -4,12 +4,17 @@ same way (and under the same lock) as every program using ``from_profile()``."""
 
 from __future__ import annotations
 
+import math
+
+import click
+
 from .._auth import EmpowerIDAuth
 from .._client import EmpowerIDClient
+from .._exceptions import EmpowerIDAuthError
 from .._profiles import Profile, config_path, load_profiles, profile_name
 from .._token import Token
 from ..stores._base import StoredToken, TokenStore
-from ._exit import SignInNeeded
+from ._exit import SERVER_FAILURE, SignInNeeded, classify
 from ._tokens import good_for
 
 __all__ = ["fresh_token", "open_profile", "stored_record"]
@@ -54,7 +59,9 @@ def fresh_token(
 ) -> Token:
     """A token valid for ``min_valid`` seconds (``None``: the default), renewed
     first when the stored one is not, or when ``force_refresh``, or when it is
-    ``stale`` (an API refused it).
+    ``stale`` (an API refused it). When the renewal that only the default
+    ``min_valid`` asked for fails for a reason that may pass (no answer, 5xx),
+    the still-valid token is returned, with a note on stderr.
 
     However many processes ask at once, one refresh grant is sent: the store's
     lock makes the others wait and take the token it brought.
@@ -68,5 +75,18 @@ def fresh_token(
         wanted = force_refresh or (stale is not None and token.access_token == stale.access_token)
         if not renewed and (wanted or not good_for(token, min_valid)):
             # Renews the token now held, unless another process already has.
-            token = auth.refresh()
+            try:
+                token = auth.refresh()
+            except EmpowerIDAuthError as exc:
+                code, message = classify(exc, profile.name)
+                left = token.expires_in() or 0.0
+                if wanted or min_valid is not None or code != SERVER_FAILURE or left <= 0:
+                    raise
+                # An early renewal that failed for a reason that may pass: the
+                # token is still valid, and the library would keep sending it.
+                click.echo(
+                    f"eid-auth: the token could not be renewed ({message}); it is "
+                    f"still valid for {math.floor(left)}s",
+                    err=True,
+                )
     return token
