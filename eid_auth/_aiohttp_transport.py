@@ -36,6 +36,7 @@ import os
 import threading
 import time
 import urllib.request
+import weakref
 from collections.abc import Callable, Coroutine, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import unquote, urlsplit
@@ -103,6 +104,7 @@ class PrivateSession:
         self._lock = threading.Lock()
         self._session: aiohttp.ClientSession | None = None
         self._closed = False
+        self._dropped: weakref.finalize[Any, Any] | None = None
 
     def session(self) -> tuple[aiohttp.ClientSession, asyncio.AbstractEventLoop]:
         """The session and its loop, made now if need be."""
@@ -120,6 +122,12 @@ class PrivateSession:
                 self._session = _wait(_new_session(), loop, _CLOSE_SECONDS)
                 with _live_lock:
                     _live[self._session] = loop
+                if self._dropped is not None:
+                    self._dropped.detach()
+                # An auth dropped without close() frees its session too: closed
+                # on the loop once this object is collected (exit has its own).
+                self._dropped = weakref.finalize(self, _close_dropped, self._session, loop)
+                self._dropped.atexit = False
             return self._session, loop
 
     def close(self) -> None:
@@ -159,6 +167,27 @@ def _close(session: aiohttp.ClientSession) -> None:
         # A loop stopped already (interpreter exit) has nothing left to close.
         with contextlib.suppress(RuntimeError, concurrent.futures.TimeoutError):
             _wait(session.close(), loop, _CLOSE_SECONDS)
+
+
+def _close_dropped(session: aiohttp.ClientSession, loop: asyncio.AbstractEventLoop) -> None:
+    # Called by the garbage collector, on any thread (the loop's own included):
+    # it may only schedule. A session not in _live was closed already, or is a
+    # forked parent's, whose loop does not run here.
+    if session in _live:
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nothing to do
+            loop.call_soon_threadsafe(_close_on_loop, session)
+
+
+_closing: set[asyncio.Future[None]] = set()  # tasks closing dropped sessions, kept alive
+
+
+def _close_on_loop(session: aiohttp.ClientSession) -> None:
+    with _live_lock:
+        if _live.pop(session, None) is None:
+            return
+    task = asyncio.ensure_future(session.close())
+    _closing.add(task)
+    task.add_done_callback(_closing.discard)
 
 
 def _close_sessions_at_exit() -> None:

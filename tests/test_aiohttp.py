@@ -776,6 +776,57 @@ def test_an_aiohttp_program_never_imports_requests_or_httpx_and_exits_quietly() 
     assert "Unclosed" not in done.stderr
 
 
+_DROPPED = textwrap.dedent(
+    """
+    import asyncio, gc, time, warnings
+    import aiohttp
+    from eid_auth import EmpowerIDAuth
+    from eid_auth.testing import EmpowerIDTestServer
+
+    warnings.simplefilter("always", ResourceWarning)
+
+    def sessions():
+        gc.collect()
+        return sum(isinstance(o, aiohttp.ClientSession) for o in gc.get_objects())
+
+    async def one(server):  # an auth made per job and dropped without close()
+        auth = EmpowerIDAuth(
+            token_endpoint=server.token_endpoint, client_id="test-client",
+            client_secret="test-client-secret",
+            refresh_token=server.issue_grant()["refresh_token"],
+        )
+        async with aiohttp.ClientSession(middlewares=[auth.aiohttp_middleware()]) as s:
+            async with s.get(server.api_url("/api/x")) as r:
+                return r.status
+
+    with EmpowerIDTestServer() as server:
+        statuses = {asyncio.run(one(server)) for _ in range(20)}
+        left = sessions()
+        for _ in range(100):  # closing runs on eid_auth's loop: give it a moment
+            if left == 0:
+                break
+            time.sleep(0.05)
+            left = sessions()
+        print(statuses, left, server.refresh_grants)
+    """
+)
+
+
+def test_the_private_sessions_of_dropped_auths_are_closed_and_freed() -> None:
+    # A service that makes an auth per job must not keep a ClientSession (and
+    # its connection pool) per auth it ever made.
+    done = subprocess.run(
+        [sys.executable, "-c", _DROPPED],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["{200} 0 20"]
+    assert "Unclosed" not in done.stderr
+
+
 _FORKED = textwrap.dedent(
     """
     import asyncio, atexit, os
