@@ -29,6 +29,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._exceptions import ConfigurationError
+from ._profiles import CLIENT_AUTH_METHODS, hide_value
 
 if TYPE_CHECKING:
     from ._auth import EmpowerIDAuth
@@ -77,6 +78,18 @@ def auth_from_env(cls: type[AuthT], environ: Mapping[str, str] | None = None) ->
     missing = [name for name in missing if name.split()[0] not in env]
     if missing:
         problems.insert(0, f"missing: {', '.join(missing)}")
+    problems += _wrong_urls(env)
+    if env.get("EID_CLIENT_AUTH", CLIENT_AUTH_METHODS[0]) not in CLIENT_AUTH_METHODS:
+        problems.append(f"EID_CLIENT_AUTH must be one of {', '.join(CLIENT_AUTH_METHODS)}")
+    store: TokenStore | None = None
+    if "EID_TOKEN_STORE" in env and "EID_CLIENT_ID" in env:
+        try:
+            store = _store(env, grant)
+        except ValueError as exc:  # ConfigurationError, or the URL parser's own
+            reason = hide_value(str(exc), env["EID_TOKEN_STORE"])
+            problems.append(
+                f"EID_TOKEN_STORE is not a usable token file path or redis:// URL ({reason})"
+            )
     if problems:
         raise ConfigurationError(
             f"EmpowerIDAuth.from_env(): {'; '.join(problems)} (or set EID_PROFILE to a "
@@ -91,8 +104,8 @@ def auth_from_env(cls: type[AuthT], environ: Mapping[str, str] | None = None) ->
         "scope": env.get("EID_SCOPE"),
         "api_key": env.get("EID_API_KEY"),
     }
-    if "EID_TOKEN_STORE" in env:
-        settings["store"] = _store(env, grant)
+    if store is not None:
+        settings["store"] = store
     if grant == "client_credentials":
         return cls.client_credentials(username=env.get("EID_USERNAME"), **settings)
     if grant == "password":
@@ -109,6 +122,24 @@ def auth_from_env(cls: type[AuthT], environ: Mapping[str, str] | None = None) ->
         )
         settings = {"client": client, "scope": settings["scope"], "store": settings.get("store")}
     return cls(refresh_token=env.get("EID_REFRESH_TOKEN"), **settings)
+
+
+def _wrong_urls(env: Mapping[str, str]) -> list[str]:
+    """What is wrong with ``EID_SERVER`` and ``EID_TOKEN_ENDPOINT``, by name only
+    (a URL may carry a password)."""
+    from ._config import endpoint_url, server_base_url
+
+    problems = []
+    for name, check in (
+        ("EID_SERVER", server_base_url),
+        ("EID_TOKEN_ENDPOINT", lambda url: endpoint_url("token_endpoint", url)),
+    ):
+        if name in env:
+            try:
+                check(env[name])
+            except ConfigurationError as exc:
+                problems.append(f"{name}: {hide_value(str(exc), env[name])}")
+    return problems
 
 
 def _store(env: Mapping[str, str], grant: str) -> TokenStore:

@@ -59,6 +59,7 @@ __all__ = [
     "config_dir",
     "config_path",
     "data_dir",
+    "hide_value",
     "load_profile",
     "load_profiles",
     "profile_name",
@@ -291,14 +292,19 @@ class Profile:
         from ._client import EmpowerIDClient
 
         secret = self.client_secret()
-        return EmpowerIDClient(
-            server=self.server,
-            client_id=self.client_id,
-            client_secret=secret,
-            client_auth=self.client_auth if secret is not None else "client_secret_post",  # type: ignore[arg-type]
-            api_key=self.api_key(),
-            **settings,
-        )
+        try:
+            return EmpowerIDClient(
+                server=self.server,
+                client_id=self.client_id,
+                client_secret=secret,
+                client_auth=self.client_auth if secret is not None else "client_secret_post",  # type: ignore[arg-type]
+                api_key=self.api_key(),
+                **settings,
+            )
+        except ConfigurationError as exc:
+            raise ConfigurationError(
+                f"profile {self.name!r} in {config_path()}: {hide_value(str(exc), self.server)}"
+            ) from None
 
     def to_table(self) -> dict[str, Any]:
         """The profile's TOML table (what ``config.toml`` holds under ``[profiles.<name>]``)."""
@@ -341,6 +347,19 @@ class Profile:
             return cls(name=name, **dict(table))
         except ConfigurationError as exc:
             raise ConfigurationError(f"{exc} ({config_path()})") from None
+
+
+def hide_value(message: str, value: str) -> str:
+    """``message`` with ``value`` left out: a URL may carry a password, and the
+    library's URL checks quote the URL they refuse.
+
+    Example:
+        >>> hide_value("server 'https://u:pw@h' must not carry credentials", "https://u:pw@h")
+        'server (the value given) must not carry credentials'
+    """
+    for shown in {value, value.rstrip("/")}:
+        message = message.replace(repr(shown), "(the value given)")
+    return message
 
 
 def _read_config() -> dict[str, Any]:

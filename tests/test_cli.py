@@ -444,6 +444,17 @@ def test_exit_code_2_for_usage_errors(cli: CLI, server: EmpowerIDTestServer) -> 
     assert "give --server URL and --client-id ID" in new.stderr
 
 
+def test_a_server_url_with_a_password_is_a_usage_error_that_does_not_show_it(
+    cli: CLI,
+) -> None:
+    url = "https://me:hunter2-in-url@eid.example.com"
+    done = cli("login", "--server", url, "--client-id", "x")
+    assert done.returncode == 2, done.stderr
+    assert "--server" in done.stderr
+    assert "must not carry credentials" in done.stderr
+    assert "hunter2" not in done.stderr
+
+
 def test_exit_code_1_for_a_refused_client_secret(cli: CLI, server: EmpowerIDTestServer) -> None:
     done = cli(
         "login",

@@ -166,3 +166,52 @@ def test_from_profile_errors_say_how_to_sign_in(
     with pytest.raises(ConfigurationError, match="holds a secret in clear") as caught:
         EmpowerIDAuth.from_profile("work")
     assert "in-clear" not in str(caught.value)
+
+
+def test_from_env_names_each_wrong_variable_without_its_value(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A URL can carry a password; a wrong value is named by its variable, never shown.
+    monkeypatch.setenv("EID_SERVER", "https://svc:hunter2-in-url@eid.example.com")
+    monkeypatch.setenv("EID_CLIENT_ID", "app")
+    monkeypatch.setenv("EID_CLIENT_SECRET", "a-secret-not-to-show")
+    monkeypatch.setenv("EID_GRANT", "client_credentials")
+    monkeypatch.setenv("EID_CLIENT_AUTH", "client_secret_jwt")
+    monkeypatch.setenv("EID_TOKEN_STORE", "redis://:hunter2-in-url@[::1")
+    with pytest.raises(ConfigurationError) as caught:
+        EmpowerIDAuth.from_env()
+    message = str(caught.value)
+    for name in ("EID_SERVER", "EID_CLIENT_AUTH", "EID_TOKEN_STORE"):
+        assert name in message
+    assert "hunter2" not in message
+    assert "a-secret-not-to-show" not in message
+
+    monkeypatch.delenv("EID_SERVER")
+    monkeypatch.setenv("EID_TOKEN_ENDPOINT", "http://eid.example.com/oauth/v2/token")
+    with pytest.raises(ConfigurationError, match="EID_TOKEN_ENDPOINT") as caught:
+        EmpowerIDAuth.from_env()
+    assert "https" in str(caught.value)
+
+
+def test_a_server_url_with_a_password_is_never_shown(
+    server: EmpowerIDTestServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Written into config.toml by hand: from_profile names the file, not the password.
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "config.toml").write_text(
+        '[profiles.default]\nserver = "https://me:hunter2-in-url@eid.example.com"\n'
+        'client_id = "app"\n'
+    )
+    FileTokenStore(tmp_path / "data" / "tokens" / "default.json").write(
+        StoredToken(
+            client_id="app",
+            token_endpoint="https://eid.example.com/oauth/v2/token",
+            generation=1,
+            token=None,
+            refresh_token="rt-seed-value",
+        )
+    )
+    with pytest.raises(ConfigurationError, match=r"config\.toml") as caught:
+        EmpowerIDAuth.from_profile()
+    assert "hunter2" not in str(caught.value)

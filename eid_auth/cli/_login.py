@@ -10,8 +10,16 @@ from dataclasses import dataclass
 import click
 
 from .._client import EmpowerIDClient
-from .._exceptions import EmpowerIDAuthError, TokenStoreError
-from .._profiles import APP_NAME, TOKEN_PATH, Profile, load_profiles, profile_name, save_profile
+from .._exceptions import ConfigurationError, EmpowerIDAuthError, TokenStoreError
+from .._profiles import (
+    APP_NAME,
+    TOKEN_PATH,
+    Profile,
+    hide_value,
+    load_profiles,
+    profile_name,
+    save_profile,
+)
 from .._token import Token
 from ..stores._base import StoredToken, TokenStore, fingerprint
 
@@ -70,7 +78,10 @@ def _profile(request: LoginRequest, old: Profile | None) -> Profile:
     if request.server:
         # Checked and normalised as the library does (https, no /oauth path...);
         # the profile keeps the base URL the token endpoint is built from.
-        endpoint = EmpowerIDClient(server=server, client_id=client_id).token_endpoint
+        try:
+            endpoint = EmpowerIDClient(server=server, client_id=client_id).token_endpoint
+        except ConfigurationError as exc:
+            raise click.BadParameter(hide_value(str(exc), server), param_hint="--server") from None
         server = endpoint[: -len(TOKEN_PATH)]
     secret_env = old.client_secret_env if old else None
     secret_keyring = old.client_secret_keyring if old else False
