@@ -33,12 +33,12 @@ import os
 import re
 import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ._exceptions import ConfigurationError
+from ._exceptions import ConfigurationError, TokenStoreError
 from .stores._file import FileTokenStore, _make_private_directories
 
 if TYPE_CHECKING:
@@ -73,6 +73,8 @@ DATA_DIR_VARIABLE = "EID_AUTH_DATA_DIR"
 # The application's name in platformdirs' directories and in the keyring.
 APP_NAME = "eid-auth"
 TOKEN_PATH = "/oauth/v2/token"
+# Longest wait for another process changing config.toml (a write takes milliseconds).
+CONFIG_LOCK_TIMEOUT = 30.0
 
 # A profile name becomes a file name: letters, digits, '.', '_' and '-', not
 # starting with a dot (no path separators, no '..', no hidden files).
@@ -425,12 +427,13 @@ def save_profile(profile: Profile) -> Path:
     """
     import tomli_w
 
-    document = _read_config()
-    profiles = document.setdefault("profiles", {})
-    if not isinstance(profiles, dict):
-        raise ConfigurationError(f"{config_path()}: 'profiles' is not a table")
-    profiles[profile.name] = profile.to_table()
-    _write_private(config_path(), tomli_w.dumps(document).encode())
+    with _config_lock():
+        document = _read_config()
+        profiles = document.setdefault("profiles", {})
+        if not isinstance(profiles, dict):
+            raise ConfigurationError(f"{config_path()}: 'profiles' is not a table")
+        profiles[profile.name] = profile.to_table()
+        _write_private(config_path(), tomli_w.dumps(document).encode())
     return config_path()
 
 
@@ -438,13 +441,31 @@ def delete_profile(name: str) -> bool:
     """Remove profile ``name`` from ``config.toml``; whether it was there."""
     import tomli_w
 
-    document = _read_config()
-    profiles = document.get("profiles")
-    if not isinstance(profiles, dict) or name not in profiles:
-        return False
-    del profiles[name]
-    _write_private(config_path(), tomli_w.dumps(document).encode())
+    with _config_lock():
+        document = _read_config()
+        profiles = document.get("profiles")
+        if not isinstance(profiles, dict) or name not in profiles:
+            return False
+        del profiles[name]
+        _write_private(config_path(), tomli_w.dumps(document).encode())
     return True
+
+
+@contextlib.contextmanager
+def _config_lock() -> Iterator[None]:
+    """Held while ``config.toml`` is read, changed and written: two processes
+    saving at once (two sign-ins) would otherwise each drop the other's profile.
+    The lock is ``config.toml.lock``, an flock as the token files have."""
+    try:
+        locker = FileTokenStore(config_path())
+    except ConfigurationError:  # pragma: no cover - no POSIX file locks
+        yield
+        return
+    try:
+        with locker.lock(timeout=CONFIG_LOCK_TIMEOUT):
+            yield
+    except TokenStoreError as exc:
+        raise ConfigurationError(f"{config_path()} cannot be changed: {exc}") from None
 
 
 def _write_private(path: Path, data: bytes) -> None:

@@ -4,13 +4,16 @@ variables, the errors that name what is missing, and a profile's shared token.""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
 import pytest
 
 from eid_auth import ConfigurationError, EmpowerIDAuth, Token
-from eid_auth._profiles import Profile, save_profile
+from eid_auth._profiles import Profile, load_profiles, save_profile
 from eid_auth.stores import FileTokenStore, StoredToken
 from eid_auth.testing import EmpowerIDTestServer
 
@@ -19,8 +22,6 @@ from .conftest import CLIENT_ID, CLIENT_SECRET
 
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    import os
-
     for name in list(os.environ):
         if name.startswith("EID_"):
             monkeypatch.delenv(name)
@@ -215,3 +216,22 @@ def test_a_server_url_with_a_password_is_never_shown(
     with pytest.raises(ConfigurationError, match=r"config\.toml") as caught:
         EmpowerIDAuth.from_profile()
     assert "hunter2" not in str(caught.value)
+
+
+def test_profiles_saved_by_processes_at_once_are_all_kept(tmp_path: Path) -> None:
+    # Several eid-auth login runs at once (a setup script signing in to each
+    # profile) each add their profile to config.toml: none may be lost.
+    program = (
+        "import sys\n"
+        "from eid_auth._profiles import Profile, load_profiles, save_profile\n"
+        "for i in range(10):\n"
+        "    save_profile(Profile(name=f'p{sys.argv[1]}-{i}', server='https://eid.example.com',"
+        " client_id='app'))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    processes = [
+        subprocess.Popen([sys.executable, "-c", program, str(n)], env=env) for n in range(6)
+    ]
+    for process in processes:
+        assert process.wait(timeout=60) == 0
+    assert len(load_profiles()) == 60
