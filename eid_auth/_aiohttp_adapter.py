@@ -14,11 +14,15 @@ hop right after the middleware returned the 3xx answer. So when the
 middleware returns a redirect it notes in a context variable (per task, as
 asyncio gives each task a copy of the context) the chain and where the
 redirect leads; the next request of the same task to that origin is taken as
-the hop. A hop may carry our credentials only while the chain has not left
-the first request's origin (``RedirectChain``); otherwise the API key is taken
-off it and it goes unsigned. Taking a request for a hop when it is not one
-(the caller turned redirects off and sent the next request to the Location's
-origin by hand) can only send fewer credentials, never more.
+the hop. While a request is under way the variable names it instead: aiohttp
+sends a request again, through the middlewares, when the pooled connection it
+went out on turns out closed, and that second attempt (the same URL, in the
+same task, before any answer) stays on the first one's chain. A hop may carry
+our credentials only while the chain has not left the first request's origin
+(``RedirectChain``); otherwise the API key is taken off it and it goes
+unsigned. Taking a request for a hop when it is not one (the caller turned
+redirects off and sent the next request to the Location's origin by hand)
+can only send fewer credentials, never more.
 """
 
 from __future__ import annotations
@@ -44,15 +48,19 @@ _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
 class _Redirect:
-    """A redirect the middleware just returned, which aiohttp may follow next."""
+    """A redirect the middleware just returned, which aiohttp may follow next;
+    or a request under way, which aiohttp may send again (``url``)."""
 
-    __slots__ = ("chain", "origin")
+    __slots__ = ("chain", "origin", "url")
 
-    def __init__(self, chain: RedirectChain, origin: URL | None) -> None:
+    def __init__(self, chain: RedirectChain, origin: URL | None, url: URL | None = None) -> None:
         self.chain = chain
         self.origin = origin  # None: the Location could not be read; any request matches
+        self.url = url
 
     def leads_to(self, url: URL) -> bool:
+        if self.url is not None:
+            return url == self.url
         if self.origin is None:
             return True
         try:
@@ -85,6 +93,10 @@ def middleware(auth: EmpowerIDAuth) -> ClientMiddlewareType:
         request: ClientRequest, handler: ClientHandlerType
     ) -> ClientResponse:
         chain, ours = _chain_of(request)
+        # Until an answer comes back, a request of this task to the same URL is
+        # this one sent again: aiohttp does that on a new connection when a
+        # pooled one turns out dropped, calling the middlewares again.
+        _LAST_REDIRECT.set(_Redirect(chain, None, request.url))
         if not ours:
             # A hop after the chain left the first origin: nothing of ours goes with it.
             request.headers.popall(API_KEY_HEADER, None)
@@ -123,6 +135,7 @@ def _chain_of(request: ClientRequest) -> tuple[RedirectChain, bool]:
 
 
 def _note_redirect(response: ClientResponse, chain: RedirectChain) -> None:
+    _LAST_REDIRECT.set(None)
     if response.status not in _REDIRECTS:
         return
     location = response.headers.get("Location") or response.headers.get("URI")

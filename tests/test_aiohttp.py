@@ -465,6 +465,57 @@ def test_tasks_redirected_at_once_keep_their_own_chains(
     auth.close()
 
 
+class _DropsReusedConnections(BaseHTTPRequestHandler):
+    """Another origin that answers the first request on a connection, keeps the
+    connection open, and closes it without an answer when a second request
+    comes on it: a keep-alive connection the server dropped while it sat in
+    the client's pool, which aiohttp meets by sending the request again."""
+
+    protocol_version = "HTTP/1.1"
+    server: _OriginB
+
+    def do_GET(self) -> None:
+        self.server.received.append((self.path, {k.lower(): v for k, v in self.headers.items()}))
+        self.answered = getattr(self, "answered", 0) + 1
+        if self.answered > 1:
+            self.close_connection = True
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_a_hop_that_aiohttp_sends_again_on_a_new_connection_stays_unsigned(
+    keyed_server: EmpowerIDTestServer,
+) -> None:
+    auth = make_auth(keyed_server, api_key=API_KEY)
+    origin_c = _OriginB()
+    origin_c.RequestHandlerClass = _DropsReusedConnections
+    thread = threading.Thread(target=origin_c.serve_forever, daemon=True)
+    thread.start()
+
+    async def go() -> list[int]:
+        async with _session(auth) as session:
+            first = await _get(session, _redirect(keyed_server, origin_c.url("/one")))
+            # The pooled connection to C is dropped: aiohttp sends the hop again.
+            second = await _get(session, _redirect(keyed_server, origin_c.url("/two")))
+            return [first[0], second[0]]
+
+    try:
+        assert asyncio.run(go()) == [200, 200]
+    finally:
+        origin_c.shutdown()
+        origin_c.server_close()
+        thread.join(10)
+        auth.close()
+    assert [path for path, _ in origin_c.received] == ["/one", "/two", "/two"]
+    assert [_ours(headers) for _, headers in origin_c.received] == [(None, None)] * 3
+
+
 # -- concurrency ---------------------------------------------------------------------
 
 
