@@ -147,6 +147,10 @@ def profile_name(name: str | None = None) -> str:
     """The profile meant: ``name``, else ``$EID_PROFILE``, else ``"default"``."""
     if name is None:
         name = os.environ.get(PROFILE_VARIABLE) or DEFAULT_PROFILE
+        try:
+            return check_profile_name(name)
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"{PROFILE_VARIABLE}: {exc}") from None
     return check_profile_name(name)
 
 

@@ -439,6 +439,11 @@ def test_exit_code_2_for_usage_errors(cli: CLI, server: EmpowerIDTestServer) -> 
     bad_name = cli("token", "--profile", "../../etc/passwd")
     assert bad_name.returncode == 2
     assert "cannot name a profile" in bad_name.stderr
+    for command in ("token", "status", "profiles"):
+        bad_variable = cli(command, env={"EID_PROFILE": "../x"})
+        assert bad_variable.returncode == 2
+        assert "EID_PROFILE" in bad_variable.stderr
+        assert "--profile" not in bad_variable.stderr  # not given: not to blame
     new = cli("login", "--profile", "work")
     assert new.returncode == 2
     assert "give --server URL and --client-id ID" in new.stderr

@@ -61,6 +61,8 @@ def _run(profile: str | None, debug: bool, body: Callable[[], int | None]) -> No
     try:
         profile = profile_name(profile)
     except ConfigurationError as exc:
+        if profile is None:  # from $EID_PROFILE, which the message names
+            raise click.UsageError(str(exc)) from None
         raise click.BadParameter(str(exc), param_hint="--profile") from None
     try:
         code = body()
