@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import re
 from typing import get_args
 from urllib.parse import urlsplit
 
@@ -38,8 +39,8 @@ def server_base_url(server: object) -> str:
         # "https://host/oauth/v2/token" would become ".../oauth/v2/token/oauth/v2/token".
         raise ConfigurationError(
             f"server must be the EmpowerID base URL (like 'https://host'), not an OAuth "
-            f"endpoint: {server!r} has '/oauth' in its path. For the token endpoint's "
-            "own URL, use token_endpoint= instead"
+            f"endpoint: {_without_userinfo(server)!r} has '/oauth' in its path. For the "
+            "token endpoint's own URL, use token_endpoint= instead"
         )
     parts = urlsplit(server)
     if parts.query or parts.fragment:
@@ -68,30 +69,36 @@ def endpoint_url(name: str, url: object) -> str:
     """An absolute http(s) URL that may carry secrets: https, except on loopback."""
     if not isinstance(url, str):
         raise ConfigurationError(f"{name} must be a URL string")
+    shown = _without_userinfo(url)  # what messages quote: never a password
     if not url.isprintable() or any(c.isspace() for c in url):
         # A newline or space in a URL is a pasting accident, and HTTP libraries
         # refuse it only when the first request is sent.
         raise ConfigurationError(
-            f"{name} has a space or control character (a newline?) in it: {url!r}"
+            f"{name} has a space or control character (a newline?) in it: {shown!r}"
         )
     parts = urlsplit(url)
     if parts.fragment:
-        raise ConfigurationError(f"{name} {url!r} must not have a #fragment")
+        raise ConfigurationError(f"{name} {shown!r} must not have a #fragment")
     if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise ConfigurationError(f"{name} {url!r} is not an http(s) URL with a host")
+        raise ConfigurationError(f"{name} {shown!r} is not an http(s) URL with a host")
     try:
         _ = parts.port  # "host:abc" or a port past 65535 raises here
         parts.hostname.encode("idna")
     except (ValueError, UnicodeError):
-        raise ConfigurationError(f"{name} {url!r} has an invalid host name or port") from None
+        raise ConfigurationError(f"{name} {shown!r} has an invalid host name or port") from None
     if parts.username is not None or parts.password is not None:
-        raise ConfigurationError(f"{name} {url!r} must not carry credentials")
+        raise ConfigurationError(f"{name} {shown!r} must not carry credentials")
     if parts.scheme == "http" and not is_loopback(parts.hostname):
         raise ConfigurationError(
-            f"{name} {url!r} must use https: the client secret and tokens would "
+            f"{name} {shown!r} must use https: the client secret and tokens would "
             "travel in clear text (plain http is allowed only for loopback hosts)"
         )
     return url
+
+
+def _without_userinfo(url: str) -> str:
+    """``url`` with any ``user:password@`` replaced by ``***@``, even when unparseable."""
+    return re.sub(r"(//)[^/?#]*@", r"\1***@", url)
 
 
 def is_loopback(host: str) -> bool:

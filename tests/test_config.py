@@ -128,3 +128,22 @@ def test_token_argument_accepts_a_token_or_its_dict() -> None:
 def test_access_token_alone_is_enough() -> None:
     auth = build(refresh_token=None, access_token="a", expires_at=2e9)
     assert auth.token == Token(access_token="a", expires_at=2e9)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://me:pa55word@eid.example.com",
+        "https://me:pa55word@eid.example.com:99999",
+        "ftp://me:pa55word@eid.example.com",
+        "http://me:pa55word@eid.example.com",
+        "https://me:pa55word@eid.example.com/ x",
+        "https://me:pa55word@eid.example.com/oauth/v2/token",
+    ],
+)
+def test_a_password_in_a_refused_url_is_not_quoted(url: str) -> None:
+    for changes in ({"server": url, "token_endpoint": None}, {"token_endpoint": url}):
+        with pytest.raises(ConfigurationError) as caught:
+            build(**changes)
+        assert "pa55word" not in str(caught.value)
+        assert "***@eid.example.com" in str(caught.value)
