@@ -90,7 +90,8 @@ def _auth_base_classes() -> tuple[type, ...]:
     ):
         module = sys.modules.get(module_name)
         base = getattr(module, attribute, None)  # None while the module is half-imported
-        if isinstance(base, type):
+        # After httpx2.alias_httpx(), "httpx" is httpx2: one base class, not two.
+        if isinstance(base, type) and base not in found:
             found.append(base)
     return tuple(found)
 

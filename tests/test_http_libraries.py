@@ -237,10 +237,6 @@ auth.close()
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ClientAuthClasses builds a class with httpx2.Auth twice as a base (TypeError)",
-)
 def test_an_application_that_aliases_httpx_to_httpx2_can_use_the_auth(
     server: EmpowerIDTestServer,
 ) -> None:
