@@ -401,6 +401,9 @@ def test_exit_code_4_when_the_server_cannot_be_reached(
     assert done.returncode == 4, done.stderr
     assert done.stderr.startswith("eid-auth: ")
     assert len(done.stderr.strip().splitlines()) == 1
+    # Advice a shell user can follow, not the library's token_client=.
+    assert "token_client" not in done.stderr
+    assert "HTTPS_PROXY" in done.stderr
 
 
 def test_a_still_valid_token_is_printed_when_the_early_renewal_fails(
@@ -436,6 +439,8 @@ def test_exit_code_2_for_usage_errors(cli: CLI, server: EmpowerIDTestServer) -> 
     assert cli("token", "--no-such-option").returncode == 2
     assert cli("no-such-command").returncode == 2
     assert cli("token", "--min-valid", "soon").returncode == 2
+    for endless in ("nan", "inf"):
+        assert cli("token", "--min-valid", endless).returncode == 2
     bad_name = cli("token", "--profile", "../../etc/passwd")
     assert bad_name.returncode == 2
     assert "cannot name a profile" in bad_name.stderr

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import sys
 import time
 import traceback
@@ -211,10 +212,18 @@ def login(
     _run(profile, debug, body)
 
 
+def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    # FloatRange lets nan and inf through (every comparison with nan is false).
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter("must be a number of seconds", ctx, param)
+    return value
+
+
 def _token_options(f: F) -> F:
     f = click.option(
         "--min-valid",
         type=click.FloatRange(min=0),
+        callback=_finite,
         metavar="SECONDS",
         help="Renew first unless the token stays valid this long (default: 60, or half "
         "the token's lifetime if shorter).",

@@ -54,6 +54,20 @@ class SignInNeeded(EmpowerIDAuthError):
         self.profile = profile
 
 
+# The library's advice for a proxy or private CA names token_client=, which a
+# shell user cannot pass: the command line reads them from the environment.
+_LIBRARY_HINT = "; for a proxy or a private CA, pass token_client="
+_SHELL_HINT = (
+    "; for a proxy or a private CA, set HTTPS_PROXY, or SSL_CERT_FILE and "
+    "REQUESTS_CA_BUNDLE to the CA bundle"
+)
+
+
+def _for_the_shell(message: str) -> str:
+    cut = message.find(_LIBRARY_HINT)
+    return message if cut < 0 else message[:cut] + _SHELL_HINT
+
+
 def classify(exc: BaseException, profile: str | None) -> tuple[int, str]:
     """The exit code for ``exc`` and the line to print (messages of eid_auth's
     errors never hold a secret)."""
@@ -66,7 +80,7 @@ def classify(exc: BaseException, profile: str | None) -> tuple[int, str]:
     if isinstance(exc, MissingRefreshTokenError):
         return SIGN_IN_NEEDED, f"the token cannot be renewed ({message}); {login}"
     if isinstance(exc, (TokenEndpointUnavailableError, InvalidTokenResponseError)):
-        return SERVER_FAILURE, message
+        return SERVER_FAILURE, _for_the_shell(message)
     if isinstance(exc, EndpointError):
         if exc.status_code is None or exc.status_code >= 500 or exc.status_code == 429:
             return SERVER_FAILURE, message
