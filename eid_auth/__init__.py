@@ -1,4 +1,5 @@
-"""OAuth 2.0 bearer auth for requests and httpx with EmpowerID's refresh grant.
+"""OAuth 2.0 bearer auth for requests, httpx, httpx2 and aiohttp with EmpowerID's
+refresh grant.
 
 Example:
     >>> import httpx
