@@ -633,6 +633,11 @@ def test_a_valid_token_is_printed_without_heavy_imports(
         assert not heavy, (args, heavy)
         sign_in = ("eid_auth._authorization_code", "eid_auth._device_code", "eid_auth._client")
         assert not any(m.startswith(sign_in) for m in modules)
+    # The fast path reads the options as click does: where click would refuse
+    # them, it leaves them to click.
+    refused = cli("token", "-p=default")
+    assert refused.returncode == 2, refused.stdout
+    assert refused.stdout == ""
     # A token to renew takes the full path.
     expire_stored_token(cli.token_file)
     assert "click" in imported_modules(cli, "token")

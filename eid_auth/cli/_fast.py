@@ -67,6 +67,8 @@ def _parse(argv: Sequence[str]) -> tuple[str, str | None, float | None, bool] | 
     while rest:
         argument = rest.pop(0)
         name, equals, value = argument.partition("=")
+        if name == "-p" and equals:
+            return None  # click reads "-p=work" as the value "=work": let it say so
         if name in ("--profile", "-p", "--min-valid") and not equals:
             if not rest:
                 return None
