@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from ._client import EmpowerIDClient
 from ._config import check_number, token_endpoint_url
@@ -383,6 +383,21 @@ class EmpowerIDAuth(RequestsAdapter, HTTPXAdapter, _ClientAuth):
             f"{'' if grant == 'refresh_token' else f'grant={grant!r}, '}"
             f"token={self.token!r})"
         )
+
+    def __reduce_ex__(self, protocol: object) -> NoReturn:
+        """Refused with a message saying what to do instead: an auth holds locks,
+        threads and HTTP clients, which cannot travel to another process."""
+        raise TypeError(
+            "an EmpowerIDAuth cannot be pickled (it holds locks, threads and HTTP "
+            "clients): in the other process, build one with the same settings, and "
+            "share the token through a store (FileTokenStore, RedisTokenStore)"
+        )
+
+    def __copy__(self) -> Self:
+        """A second handle on the same token, flight and clients (a shallow copy)."""
+        twin = type(self).__new__(type(self))
+        twin.__dict__.update(self.__dict__)
+        return twin
 
     @property
     def token_endpoint(self) -> str:

@@ -185,3 +185,22 @@ def test_a_killed_redis_lock_holder_is_taken_over_after_lock_timeout(
     assert 0.5 < waited < 1.5 + 10
     auth.close()
     store.close()
+
+
+def test_an_auth_refuses_pickling_with_what_to_do_instead(server: EmpowerIDTestServer) -> None:
+    # multiprocessing pickles what it sends to a worker: the error must say how
+    # processes share a token instead.
+    import copy
+    import pickle
+
+    auth = make_auth(server)
+    try:
+        for protocol in range(pickle.HIGHEST_PROTOCOL + 1):
+            with pytest.raises(TypeError, match="share the token through a store"):
+                pickle.dumps(auth, protocol)
+        with pytest.raises(TypeError, match="share the token through a store"):
+            copy.deepcopy(auth)
+        twin = copy.copy(auth)  # a second handle on the same token and flight
+        assert twin.refresh() == auth.token
+    finally:
+        auth.close()
