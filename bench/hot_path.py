@@ -30,6 +30,8 @@ import statistics
 import time
 from collections.abc import Callable
 from importlib import metadata
+from types import ModuleType
+from typing import Any
 
 import aiohttp
 import httpx
@@ -72,12 +74,13 @@ def make_auth() -> EmpowerIDAuth:
     )
 
 
-def ok(request: httpx.Request) -> httpx.Response:
-    return httpx.Response(200, json={})
+def answering(library: ModuleType) -> Callable[[Any], Any]:
+    """A MockTransport handler of httpx or httpx2 answering 200 ``{}``."""
 
+    def ok(request: Any) -> Any:
+        return library.Response(200, json={})
 
-def ok2(request: httpx2.Request) -> httpx2.Response:
-    return httpx2.Response(200, json={})
+    return ok
 
 
 def requests_session(auth: EmpowerIDAuth | None) -> Callable[[int], None]:
@@ -98,60 +101,47 @@ def requests_session(auth: EmpowerIDAuth | None) -> Callable[[int], None]:
     return run
 
 
-def httpx_client(auth: EmpowerIDAuth | None) -> Callable[[int], None]:
-    headers = {"Authorization": STATIC} if auth is None else None
-    client = httpx.Client(transport=httpx.MockTransport(ok), auth=auth, headers=headers)
+def sync_client(library: ModuleType) -> Callable[[EmpowerIDAuth | None], Callable[[int], None]]:
+    """Rows for ``library.Client`` (httpx or httpx2: the same API)."""
 
-    def run(n: int) -> None:
-        for _ in range(n):
-            client.get(URL)
+    def make(auth: EmpowerIDAuth | None) -> Callable[[int], None]:
+        headers = {"Authorization": STATIC} if auth is None else None
+        transport = library.MockTransport(answering(library))
+        client = library.Client(transport=transport, auth=auth, headers=headers)
 
-    return run
+        def run(n: int) -> None:
+            for _ in range(n):
+                client.get(URL)
 
+        return run
 
-def httpx_async_client(auth: EmpowerIDAuth | None) -> Callable[[int], None]:
-    headers = {"Authorization": STATIC} if auth is None else None
-    client = httpx.AsyncClient(transport=httpx.MockTransport(ok), auth=auth, headers=headers)
-
-    async def many(n: int) -> None:
-        for _ in range(n):
-            await client.get(URL)
-
-    def run(n: int) -> None:
-        asyncio.run(many(n))
-
-    return run
+    return make
 
 
-def httpx2_client(auth: EmpowerIDAuth | None) -> Callable[[int], None]:
-    headers = {"Authorization": STATIC} if auth is None else None
-    client = httpx2.Client(transport=httpx2.MockTransport(ok2), auth=auth, headers=headers)
+def async_client(library: ModuleType) -> Callable[[EmpowerIDAuth | None], Callable[[int], None]]:
+    """Rows for ``library.AsyncClient`` (httpx or httpx2)."""
 
-    def run(n: int) -> None:
-        for _ in range(n):
-            client.get(URL)
+    def make(auth: EmpowerIDAuth | None) -> Callable[[int], None]:
+        headers = {"Authorization": STATIC} if auth is None else None
+        transport = library.MockTransport(answering(library))
+        client = library.AsyncClient(transport=transport, auth=auth, headers=headers)
 
-    return run
+        async def many(n: int) -> None:
+            for _ in range(n):
+                await client.get(URL)
 
+        def run(n: int) -> None:
+            asyncio.run(many(n))
 
-def httpx2_async_client(auth: EmpowerIDAuth | None) -> Callable[[int], None]:
-    headers = {"Authorization": STATIC} if auth is None else None
-    client = httpx2.AsyncClient(transport=httpx2.MockTransport(ok2), auth=auth, headers=headers)
+        return run
 
-    async def many(n: int) -> None:
-        for _ in range(n):
-            await client.get(URL)
-
-    def run(n: int) -> None:
-        asyncio.run(many(n))
-
-    return run
+    return make
 
 
 def authlib_httpx2_client(auth: EmpowerIDAuth | None) -> Callable[[int], None]:
     """authlib's OAuth2Client on a valid token (``auth`` None: the static header)."""
     if auth is None:
-        return httpx2_client(None)
+        return sync_client(httpx2)(None)
     from authlib.integrations.httpx_client import OAuth2Client
 
     client = OAuth2Client(
@@ -164,7 +154,7 @@ def authlib_httpx2_client(auth: EmpowerIDAuth | None) -> Callable[[int], None]:
             "expires_at": int(time.time() + 3600),
         },
         token_endpoint="https://eid.example.com/oauth/v2/token",
-        transport=httpx2.MockTransport(ok2),
+        transport=httpx2.MockTransport(answering(httpx2)),
     )
 
     def run(n: int) -> None:
@@ -198,10 +188,10 @@ def main() -> None:
     print("|---|---:|---:|---:|---:|")
     for name, build in (
         ("requests.Session", requests_session),
-        ("httpx.Client", httpx_client),
-        ("httpx.AsyncClient", httpx_async_client),
-        ("httpx2.Client", httpx2_client),
-        ("httpx2.AsyncClient", httpx2_async_client),
+        ("httpx.Client", sync_client(httpx)),
+        ("httpx.AsyncClient", async_client(httpx)),
+        ("httpx2.Client", sync_client(httpx2)),
+        ("httpx2.AsyncClient", async_client(httpx2)),
         ("authlib OAuth2Client (httpx2.Client) instead", authlib_httpx2_client),
     ):
         static, ours = build(None), build(make_auth())
