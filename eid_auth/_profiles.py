@@ -72,6 +72,8 @@ CONFIG_DIR_VARIABLE = "EID_AUTH_CONFIG_DIR"
 DATA_DIR_VARIABLE = "EID_AUTH_DATA_DIR"
 # The application's name in platformdirs' directories and in the keyring.
 APP_NAME = "eid-auth"
+# _config.TOKEN_PATH, repeated so that the fast path of "eid-auth token" need not
+# import the modules of the token endpoint.
 TOKEN_PATH = "/oauth/v2/token"
 # Longest wait for another process changing config.toml (a write takes milliseconds).
 CONFIG_LOCK_TIMEOUT = 30.0

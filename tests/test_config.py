@@ -147,3 +147,10 @@ def test_a_password_in_a_refused_url_is_not_quoted(url: str) -> None:
             build(**changes)
         assert "pa55word" not in str(caught.value)
         assert "***@eid.example.com" in str(caught.value)
+
+
+def test_the_command_line_and_the_library_agree_on_the_token_path() -> None:
+    # The fast path of `eid-auth token` keeps its own copy, to import less.
+    from eid_auth import _config, _profiles
+
+    assert _profiles.TOKEN_PATH == _config.TOKEN_PATH
