@@ -39,6 +39,19 @@ SECRET_VARIABLE = "TEST_EID_CLIENT_SECRET"
 COMMANDS = ["login", "token", "header", "status", "userinfo", "logout", "profiles"]
 
 
+def login_args(server: EmpowerIDTestServer) -> list[str]:
+    """``eid-auth login`` for the test server's confidential application."""
+    return [
+        "login",
+        "--server",
+        server.url,
+        "--client-id",
+        CLIENT_ID,
+        "--client-secret-env",
+        SECRET_VARIABLE,
+    ]
+
+
 def eid_auth_command() -> list[str]:
     """The installed console script, else ``python -m eid_auth`` (the same ``main``)."""
     if CONSOLE_SCRIPT.exists():
@@ -83,16 +96,7 @@ class CLI:
         return self.data_dir / "tokens" / "default.json"
 
     def login(self, server: EmpowerIDTestServer, *more: str) -> subprocess.CompletedProcess[str]:
-        done = self(
-            "login",
-            "--server",
-            server.url,
-            "--client-id",
-            CLIENT_ID,
-            "--client-secret-env",
-            SECRET_VARIABLE,
-            *more,
-        )
+        done = self(*login_args(server), *more)
         assert done.returncode == 0, done.stderr
         return done
 
@@ -256,16 +260,7 @@ def test_no_display_falls_back_to_the_device_sign_in(
     env = {**cli.env}
     del env["BROWSER"]  # and no DISPLAY: an SSH session on Linux
     done = subprocess.run(
-        [
-            *eid_auth_command(),
-            "login",
-            "--server",
-            server.url,
-            "--client-id",
-            CLIENT_ID,
-            "--client-secret-env",
-            SECRET_VARIABLE,
-        ],
+        [*eid_auth_command(), *login_args(server)],
         env=env,
         capture_output=True,
         text=True,
@@ -466,16 +461,7 @@ def test_a_server_url_with_a_password_is_a_usage_error_that_does_not_show_it(
 
 
 def test_exit_code_1_for_a_refused_client_secret(cli: CLI, server: EmpowerIDTestServer) -> None:
-    done = cli(
-        "login",
-        "--server",
-        server.url,
-        "--client-id",
-        CLIENT_ID,
-        "--client-secret-env",
-        SECRET_VARIABLE,
-        env={SECRET_VARIABLE: "not-the-secret"},
-    )
+    done = cli(*login_args(server), env={SECRET_VARIABLE: "not-the-secret"})
     assert done.returncode == 1, done.stderr
     assert "invalid_client" in done.stderr
     assert "not-the-secret" not in done.stderr

@@ -12,7 +12,7 @@ import pytest
 from eid_auth.testing import EmpowerIDTestServer
 
 from .conftest import CLIENT_ID, CLIENT_SECRET
-from .test_cli import CLI, SECRET_VARIABLE, api_status, base_env
+from .test_cli import CLI, SECRET_VARIABLE, api_status, base_env, login_args
 
 pytest.importorskip("keyring")
 
@@ -30,13 +30,7 @@ def test_token_and_client_secret_in_the_keyring(
 ) -> None:
     cli = keyring_cli
     done = cli(
-        "login",
-        "--server",
-        server.url,
-        "--client-id",
-        CLIENT_ID,
-        "--client-secret-env",
-        SECRET_VARIABLE,
+        *login_args(server),
         "--client-secret-keyring",
         "--token-store",
         "keyring",
