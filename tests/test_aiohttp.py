@@ -69,23 +69,6 @@ def _bearer(auth: EmpowerIDAuth) -> str:
 # -- signing, renewal, the 401 rules -------------------------------------------------
 
 
-def test_the_session_middleware_signs_with_a_bearer_token(
-    server: EmpowerIDTestServer, auth_factory: AuthFactory
-) -> None:
-    auth = auth_factory()
-
-    async def go() -> int:
-        async with _session(auth) as session:
-            status, body = await _get(session, server.api_url("/api/whoami"))
-            assert json.loads(body)["ok"] is True
-            return status
-
-    assert asyncio.run(go()) == 200
-    (received,) = server.api_requests
-    assert received.header("Authorization") == _bearer(auth)
-    assert server.refresh_grants == 1
-
-
 def test_a_per_request_middleware_signs_too(
     server: EmpowerIDTestServer, auth_factory: AuthFactory
 ) -> None:
@@ -207,18 +190,6 @@ def test_a_seekable_file_is_resent_whole_or_not_at_all(
         assert len(uploads) == 1
 
 
-def test_a_403_never_refreshes(server: EmpowerIDTestServer, auth_factory: AuthFactory) -> None:
-    auth = auth_factory()
-
-    async def go() -> int:
-        async with _session(auth) as session:
-            return (await _get(session, server.api_url("/api/forbidden")))[0]
-
-    assert asyncio.run(go()) == 403
-    assert server.refresh_grants == 1
-    assert len(server.api_requests) == 1
-
-
 def test_an_api_that_rejects_fresh_tokens_gets_one_refresh_then_its_401s_back(
     server: EmpowerIDTestServer, auth_factory: AuthFactory
 ) -> None:
@@ -325,22 +296,6 @@ def _redirect(server: EmpowerIDTestServer, to: str) -> str:
 
 def _ours(headers: dict[str, str]) -> tuple[str | None, str | None]:
     return headers.get("authorization"), headers.get(KEY_HEADER.lower())
-
-
-def test_a_redirect_to_another_origin_carries_neither_token_nor_api_key(
-    keyed_server: EmpowerIDTestServer, origin_b: _OriginB
-) -> None:
-    auth = make_auth(keyed_server, api_key=API_KEY)
-
-    async def go() -> int:
-        async with _session(auth) as session:
-            return (await _get(session, _redirect(keyed_server, origin_b.url("/landing"))))[0]
-
-    assert asyncio.run(go()) == 200
-    (first,) = keyed_server.api_requests
-    assert first.header(KEY_HEADER) == API_KEY
-    assert [_ours(headers) for _, headers in origin_b.received] == [(None, None)]
-    auth.close()
 
 
 def test_a_same_origin_redirect_keeps_token_and_api_key(
