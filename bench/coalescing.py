@@ -41,6 +41,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
+from types import ModuleType
 from typing import Any
 
 import aiohttp
@@ -176,56 +177,44 @@ def eid_requests(grant: Grant) -> SyncClient:
     )
 
 
-def eid_httpx(grant: Grant) -> SyncClient:
-    auth = eid_auth_for(grant)
-    client = httpx.Client(auth=auth, timeout=REQUEST_TIMEOUT)
+def eid_sync(library: ModuleType) -> Callable[[Grant], SyncClient]:
+    """eid_auth on ``library.Client`` (httpx or httpx2: the same API)."""
 
-    def close() -> None:
-        client.close()
-        auth.close()
+    def make(grant: Grant) -> SyncClient:
+        auth = eid_auth_for(grant)
+        limits = library.Limits(max_connections=max(THREAD_LOADS))
+        client = library.Client(auth=auth, timeout=REQUEST_TIMEOUT, limits=limits)
 
-    return SyncClient(lambda: client.get(grant.api_url).status_code, close)
+        def close() -> None:
+            client.close()
+            auth.close()
 
+        return SyncClient(lambda: client.get(grant.api_url).status_code, close)
 
-def eid_httpx_async(grant: Grant) -> AsyncClient:
-    auth = eid_auth_for(grant)
-    client = httpx.AsyncClient(auth=auth, timeout=REQUEST_TIMEOUT, limits=ASYNC_LIMITS)
-
-    async def get() -> int:
-        return (await client.get(grant.api_url)).status_code
-
-    async def close() -> None:
-        await client.aclose()
-        auth.close()
-
-    return AsyncClient(get, close)
+    return make
 
 
-def eid_httpx2(grant: Grant) -> SyncClient:
-    auth = eid_auth_for(grant)
-    client = httpx2.Client(
-        auth=auth, timeout=REQUEST_TIMEOUT, limits=httpx2.Limits(max_connections=max(THREAD_LOADS))
-    )
+def eid_async(library: ModuleType) -> Callable[[Grant], AsyncClient]:
+    """eid_auth on ``library.AsyncClient`` (httpx or httpx2), pooled as ASYNC_LIMITS says."""
 
-    def close() -> None:
-        client.close()
-        auth.close()
+    def make(grant: Grant) -> AsyncClient:
+        auth = eid_auth_for(grant)
+        limits = library.Limits(
+            max_connections=ASYNC_LIMITS.max_connections,
+            max_keepalive_connections=ASYNC_LIMITS.max_keepalive_connections,
+        )
+        client = library.AsyncClient(auth=auth, timeout=REQUEST_TIMEOUT, limits=limits)
 
-    return SyncClient(lambda: client.get(grant.api_url).status_code, close)
+        async def get() -> int:
+            return (await client.get(grant.api_url)).status_code
 
+        async def close() -> None:
+            await client.aclose()
+            auth.close()
 
-def eid_httpx2_async(grant: Grant) -> AsyncClient:
-    auth = eid_auth_for(grant)
-    client = httpx2.AsyncClient(auth=auth, timeout=REQUEST_TIMEOUT, limits=ASYNC_LIMITS_2)
+        return AsyncClient(get, close)
 
-    async def get() -> int:
-        return (await client.get(grant.api_url)).status_code
-
-    async def close() -> None:
-        await client.aclose()
-        auth.close()
-
-    return AsyncClient(get, close)
+    return make
 
 
 def aiohttp_session(middleware: Any) -> aiohttp.ClientSession:
@@ -442,10 +431,10 @@ HTTPX_AUTH_REASON = (
 
 CONTENDERS = (
     Contender("eid_auth", "requests.Session", sync=eid_requests),
-    Contender("eid_auth", "httpx.Client", sync=eid_httpx),
-    Contender("eid_auth", "httpx.AsyncClient", asynchronous=eid_httpx_async),
-    Contender("eid_auth", "httpx2.Client", sync=eid_httpx2),
-    Contender("eid_auth", "httpx2.AsyncClient", asynchronous=eid_httpx2_async),
+    Contender("eid_auth", "httpx.Client", sync=eid_sync(httpx)),
+    Contender("eid_auth", "httpx.AsyncClient", asynchronous=eid_async(httpx)),
+    Contender("eid_auth", "httpx2.Client", sync=eid_sync(httpx2)),
+    Contender("eid_auth", "httpx2.AsyncClient", asynchronous=eid_async(httpx2)),
     Contender("eid_auth", "aiohttp.ClientSession", asynchronous=eid_aiohttp),
     Contender(
         "aiohttp docs",
